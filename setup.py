@@ -1,0 +1,55 @@
+"""Packaging for mstream.
+
+The repository keeps ``operators/`` and ``ui/`` at the top level; they are installed
+inside the package as ``mstream.operators`` and ``mstream.ui`` via ``package_dir``,
+so site-packages never gets a top-level ``operators`` or ``ui`` module.
+"""
+
+from setuptools import find_packages, setup
+
+core_packages = find_packages(include=["mstream", "mstream.*"])
+
+setup(
+    name="mstream",
+    version="0.1.0",
+    description="Data streaming bridge: MongoDB change streams, Kafka and Pub/Sub to "
+    "MongoDB, Kafka, Pub/Sub and HTTP, with BSON/JSON/Avro conversion",
+    python_requires=">=3.11",
+    packages=[*core_packages, "mstream.operators", "mstream.ui"],
+    package_dir={
+        "mstream": "mstream",
+        "mstream.operators": "operators",
+        "mstream.ui": "ui",
+    },
+    package_data={"mstream.ui": ["static/*", "templates/*"], "mstream": ["py.typed"]},
+    install_requires=[
+        "reactivex>=4.0,<5",
+        "pymongo>=4.9,<4.21",
+        "kafka-python>=2.2,<4",
+        "crc32c>=2.4",
+        "google-cloud-pubsub>=2.20",
+        "fastavro>=1.9",
+        "tornado>=6.4",
+        "marshmallow>=3.20,<5",
+        "cryptography>=42",
+        "requests>=2.31",
+        "orjson>=3.9",
+        "prometheus-client>=0.20",
+        "lupa>=2.0",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "pytest-timeout>=2.3",
+            "hypothesis>=6.100",
+            "psutil>=5.9",
+            "nbclient>=0.10",
+            "nbformat>=5.10",
+            "ipykernel>=6.29",
+            "ruff>=0.6",
+            "mypy>=1.10",
+        ],
+        "confluent": ["confluent-kafka>=2.4"],
+    },
+    entry_points={"console_scripts": ["mstream=mstream.cli:main"]},
+)
