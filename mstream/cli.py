@@ -1,0 +1,66 @@
+"""The ``mstream`` command.
+
+Usage::
+
+    mstream [--config mstream-config.toml] [--exit-when-done]   # run the service
+    mstream validate --config FILE                              # check a config, run nothing
+
+Exit codes: 0 success, 1 a job failed (with ``--exit-when-done``), 2 bad configuration
+(one line per problem on stderr, each naming file, path and what was expected).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+
+from mstream.config import DEFAULT_CONFIG, load_config
+from mstream.errors import ConfigError, MstreamError
+from mstream.logs import setup_logging
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mstream", description="mstream data streaming bridge")
+    parser.add_argument("command", nargs="?", default="run", choices=["run", "validate"], help="run (default) or validate")
+    parser.add_argument("--config", "-c", default=os.environ.get("MSTREAM_CONFIG", DEFAULT_CONFIG), help="config file (default: %(default)s)")
+    parser.add_argument("--log-level", default=None, help="error, warn, info, debug (default: MSTREAM_LOG / LOG_LEVEL / RUST_LOG or info)")
+    parser.add_argument("--exit-when-done", action="store_true", help="exit once every job has finished")
+    parser.add_argument("--progress-interval", type=float, default=5.0, help="seconds between progress lines (default: 5)")
+    parser.add_argument("--data-dir", default=None, help="embedded state directory (default: MSTREAM_DATA_DIR or [system].data_dir)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``mstream`` console script."""
+    args = _parser().parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
+    if args.command == "validate":
+        print(f"{args.config}: OK ({len(config.services)} services, {len(config.connectors)} connectors)")
+        return 0
+    setup_logging(args.log_level)
+    from mstream.service import ServiceOptions, run_service
+
+    options = ServiceOptions(
+        progress_interval=args.progress_interval,
+        exit_when_done=args.exit_when_done,
+        data_dir=args.data_dir,
+    )
+    try:
+        return asyncio.run(run_service(config, options))
+    except MstreamError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,486 @@
+"""Marshmallow schemas for ``[[services]]``, ``[[connectors]]`` and ``[system]``.
+
+The same schemas validate the config file and the REST API's request bodies. Errors are
+flattened into one line per problem, each naming the path and what was expected.
+
+Example:
+    >>> from mstream.config.model import ServiceConfig
+    >>> services = {"gen": ServiceConfig("gen", "generator"), "out": ServiceConfig("out", "stdout")}
+    >>> c = parse_connector({"name": "demo",
+    ...     "source": {"service_name": "gen", "resource": "users", "output_encoding": "json"},
+    ...     "sinks": [{"service_name": "out", "output_encoding": "json"}]}, services)
+    >>> c.name, len(c.sinks)
+    ('demo', 1)
+    >>> try:
+    ...     parse_connector({"name": "x", "source": {"service_name": "nope",
+    ...         "output_encoding": "xml"}, "sinks": []}, services)
+    ... except ConfigError as exc:
+    ...     print(exc)
+    sinks: must have at least 1 item
+    source.output_encoding: must be one of: json, bson, avro (got 'xml')
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
+
+from mstream.config.model import (
+    BatchConfig,
+    ConnectorConfig,
+    DeadLetterConfig,
+    SchemaRef,
+    ServiceConfig,
+    StepConfig,
+    StoreRef,
+    SystemConfig,
+)
+from mstream.errors import ConfigError
+
+ENCODINGS = ("json", "bson", "avro")
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$"
+STARTUP_STATES = ("force_from_file", "seed_from_file", "keep")
+
+_name = fields.String(
+    required=True,
+    validate=validate.Regexp(
+        NAME_PATTERN, error="must be 1-100 letters, digits, '_', '.' or '-' (got {input!r})"
+    ),
+)
+
+
+def _encoding(required: bool = False) -> fields.String:
+    check = validate.OneOf(ENCODINGS, error="must be one of: json, bson, avro (got {input!r})")
+    if required:
+        return fields.String(required=True, validate=check)
+    return fields.String(load_default=None, validate=check)
+
+
+class StrictSchema(Schema):
+    """A schema that rejects unknown keys and names the keys it knows."""
+
+    class Meta:
+        unknown = RAISE
+
+
+class ServiceHeadSchema(Schema):
+    """``name`` and ``provider``; the rest is checked by the provider's own schema."""
+
+    class Meta:
+        unknown = "include"
+
+    name = _name
+    provider = fields.String(required=True)
+
+
+class StepSchema(Schema):
+    """A pipeline step; keys besides these are checked by the provider's step options."""
+
+    class Meta:
+        unknown = "include"
+
+    service_name = fields.String(required=True, validate=validate.Length(min=1))
+    resource = fields.String(load_default="")
+    input_encoding = _encoding()
+    output_encoding = _encoding(required=True)
+    schema_id = fields.String(load_default=None)
+
+
+class SchemaRefSchema(StrictSchema):
+    """``{ id, service_name, resource }``."""
+
+    id = fields.String(required=True, validate=validate.Length(min=1))
+    service_name = fields.String(required=True)
+    resource = fields.String(required=True)
+
+
+class BatchSchema(StrictSchema):
+    """``{ kind = "count", size = N, max_wait_ms = T }``."""
+
+    kind = fields.String(
+        load_default="count",
+        validate=validate.OneOf(["count"], error="must be 'count' (got {input!r})"),
+    )
+    size = fields.Integer(
+        required=True,
+        strict=True,
+        validate=validate.Range(min=1, max=100_000, error="must be between 1 and 100000"),
+    )
+    max_wait_ms = fields.Integer(
+        load_default=1000,
+        strict=True,
+        validate=validate.Range(min=1, max=3_600_000, error="must be between 1 and 3600000"),
+    )
+
+
+class CheckpointSchema(StrictSchema):
+    """``{ enabled = true, interval_ms = 1000 }``."""
+
+    enabled = fields.Boolean(load_default=False)
+    interval_ms = fields.Integer(
+        load_default=1000,
+        strict=True,
+        validate=validate.Range(min=10, max=600_000, error="must be between 10 and 600000"),
+    )
+
+
+class DeadLetterSchema(StrictSchema):
+    """``{ service_name, resource, output_encoding = "json" }``."""
+
+    service_name = fields.String(required=True)
+    resource = fields.String(load_default="")
+    output_encoding = fields.String(
+        load_default="json",
+        validate=validate.OneOf(["json", "bson"], error="must be json or bson (got {input!r})"),
+    )
+
+
+class ConnectorSchema(StrictSchema):
+    """A ``[[connectors]]`` entry."""
+
+    name = _name
+    enabled = fields.Boolean(load_default=True)
+    source = fields.Nested(StepSchema, required=True)
+    middlewares = fields.List(fields.Nested(StepSchema), load_default=list)
+    sinks = fields.List(
+        fields.Nested(StepSchema),
+        required=True,
+        validate=validate.Length(min=1, error="must have at least 1 item"),
+    )
+    schemas = fields.List(fields.Nested(SchemaRefSchema), load_default=list)
+    batch = fields.Nested(BatchSchema, load_default=None)
+    checkpoint = fields.Nested(CheckpointSchema, load_default=None)
+    dead_letter = fields.Nested(DeadLetterSchema, load_default=None)
+
+
+class StoreRefSchema(StrictSchema):
+    """``{ service_name, resource }`` of a system store."""
+
+    service_name = fields.String(required=True)
+    resource = fields.String(required=True)
+
+
+class JobLifecycleSchema(StrictSchema):
+    """``[system.job_lifecycle]``."""
+
+    service_name = fields.String(load_default=None)
+    resource = fields.String(load_default=None)
+    startup_state = fields.String(
+        load_default="seed_from_file",
+        validate=validate.OneOf(
+            STARTUP_STATES,
+            error="must be one of: force_from_file, seed_from_file, keep (got {input!r})",
+        ),
+    )
+
+
+class SystemSchema(StrictSchema):
+    """The ``[system]`` table."""
+
+    encryption_key_path = fields.String(load_default="./mstream.key")
+    data_dir = fields.String(load_default="./mstream-data")
+    checkpoints = fields.Nested(StoreRefSchema, load_default=None)
+    job_lifecycle = fields.Nested(JobLifecycleSchema, load_default=None)
+    service_lifecycle = fields.Nested(StoreRefSchema, load_default=None)
+
+
+class FileSchema(StrictSchema):
+    """The whole file: ``[[services]]``, ``[[connectors]]``, ``[system]``."""
+
+    services = fields.List(fields.Raw(), load_default=list)
+    connectors = fields.List(fields.Raw(), load_default=list)
+    system = fields.Raw(load_default=dict)
+
+
+def flatten_errors(messages: Any, prefix: str = "") -> list[str]:
+    """Turn marshmallow's nested error dict into ``path: message`` lines.
+
+    Example:
+        >>> flatten_errors({"sinks": {0: {"output_encoding": ["must be json"]}}})
+        ['sinks[0].output_encoding: must be json']
+    """
+    lines: list[str] = []
+    if isinstance(messages, Mapping):
+        for key, value in messages.items():
+            if key == "_schema":
+                path = prefix
+            elif isinstance(key, int):
+                path = f"{prefix}[{key}]"
+            else:
+                path = f"{prefix}.{key}" if prefix else str(key)
+            lines.extend(flatten_errors(value, path))
+    elif isinstance(messages, list | tuple):
+        for message in messages:
+            lines.extend(flatten_errors(message, prefix))
+    else:
+        text = str(messages)
+        if text == "Unknown field.":
+            text = "unknown field"
+        elif text == "Missing data for required field.":
+            text = "missing required field"
+        elif text.startswith("Not a valid "):
+            text = "expected " + text.removeprefix("Not a valid ").rstrip(".").lower()
+        lines.append(f"{prefix}: {text}" if prefix else text)
+    return lines
+
+
+def _known_fields(schema: Schema) -> str:
+    return ", ".join(sorted(schema.fields))
+
+
+def _load(schema: Schema, raw: Any, path: str) -> dict[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{path}: expected a table/object, got {type(raw).__name__}")
+    try:
+        return dict(schema.load(raw))
+    except ValidationError as exc:
+        lines = flatten_errors(exc.messages, path)
+        if any(line.endswith(": unknown field") for line in lines):
+            lines = [
+                f"{line} (known: {_known_fields(schema)})" if line.endswith(": unknown field") else line
+                for line in lines
+            ]
+        raise ConfigError(lines) from None
+
+
+def _path(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
+
+
+def parse_service(raw: Any, path: str = "") -> ServiceConfig:
+    """Validate one service definition.
+
+    Raises:
+        ConfigError: one line per problem.
+    """
+    from mstream.providers import get_provider
+
+    head = _load(ServiceHeadSchema(), raw, path)
+    try:
+        spec = get_provider(head["provider"])
+    except ConfigError as exc:
+        raise ConfigError([f"{_path(path, 'provider')}: {p}" for p in exc.problems]) from None
+    options = {k: v for k, v in head.items() if k not in ("name", "provider")}
+    provider_schema = spec.service_schema()
+    try:
+        loaded = dict(provider_schema.load(options))
+    except ValidationError as exc:
+        lines = flatten_errors(exc.messages, path)
+        lines = [
+            f"{line} (known for provider {spec.name!r}: {_known_fields(provider_schema)})"
+            if line.endswith(": unknown field")
+            else line
+            for line in lines
+        ]
+        raise ConfigError(lines) from None
+    return ServiceConfig(name=head["name"], provider=spec.name, options=loaded)
+
+
+def _parse_step(raw: dict[str, Any], path: str, role: str, services: Mapping[str, ServiceConfig]) -> tuple[StepConfig | None, list[str]]:
+    from mstream.providers import get_provider
+
+    problems: list[str] = []
+    base_keys = {"service_name", "resource", "input_encoding", "output_encoding", "schema_id"}
+    extra = {k: v for k, v in raw.items() if k not in base_keys}
+    service = services.get(raw["service_name"])
+    if service is None:
+        known = ", ".join(sorted(services)) or "none defined"
+        problems.append(f"{path}.service_name: no service named {raw['service_name']!r} (services: {known})")
+        return None, problems
+    spec = get_provider(service.provider)
+    factory = {"source": spec.source, "sink": spec.sink, "middleware": spec.middleware}[role]
+    if factory is None:
+        problems.append(
+            f"{path}.service_name: provider {spec.name!r} of service {service.name!r} cannot be a "
+            f"{role} (it can be: {', '.join(spec.roles()) or 'a schema registry only'})"
+        )
+    if spec.needs_resource and not raw.get("resource"):
+        problems.append(f"{path}.resource: missing required field for provider {spec.name!r}")
+    options: dict[str, Any] = {}
+    if extra:
+        if spec.step_options is None:
+            for key in sorted(extra):
+                problems.append(f"{path}.{key}: unknown field (known: {', '.join(sorted(base_keys))})")
+        else:
+            try:
+                options = dict(spec.step_options().load(extra))
+            except ValidationError as exc:
+                problems.extend(flatten_errors(exc.messages, path))
+    step = StepConfig(
+        service_name=raw["service_name"],
+        resource=raw.get("resource") or "",
+        output_encoding=raw["output_encoding"],
+        input_encoding=raw.get("input_encoding"),
+        schema_id=raw.get("schema_id"),
+        options=options,
+    )
+    return step, problems
+
+
+def parse_connector(raw: Any, services: Mapping[str, ServiceConfig], path: str = "") -> ConnectorConfig:
+    """Validate one connector definition against the known services.
+
+    Raises:
+        ConfigError: one line per problem, each with its path.
+    """
+    data = _load(ConnectorSchema(), raw, path)
+    p = (lambda key: _path(path, key))
+    problems: list[str] = []
+    steps: dict[str, Any] = {}
+    source, found = _parse_step(data["source"], p("source"), "source", services)
+    problems += found
+    middlewares: list[StepConfig] = []
+    for i, m in enumerate(data["middlewares"]):
+        step, found = _parse_step(m, f"{p('middlewares')}[{i}]", "middleware", services)
+        problems += found
+        if step is not None:
+            middlewares.append(step)
+    sinks: list[StepConfig] = []
+    for i, s in enumerate(data["sinks"]):
+        step, found = _parse_step(s, f"{p('sinks')}[{i}]", "sink", services)
+        problems += found
+        if step is not None:
+            sinks.append(step)
+    steps["source"] = source
+
+    schemas = [SchemaRef(**s) for s in data["schemas"]]
+    schema_ids = [s.id for s in schemas]
+    for i, ref in enumerate(schemas):
+        if schema_ids.count(ref.id) > 1 and schema_ids.index(ref.id) != i:
+            problems.append(f"{p('schemas')}[{i}].id: duplicate schema id {ref.id!r}")
+        service = services.get(ref.service_name)
+        if service is None:
+            problems.append(f"{p('schemas')}[{i}].service_name: no service named {ref.service_name!r}")
+        else:
+            from mstream.providers import get_provider
+
+            if get_provider(service.provider).schema_loader is None:
+                problems.append(
+                    f"{p('schemas')}[{i}].service_name: provider {service.provider!r} cannot "
+                    "serve schemas (use file, mongodb or pubsub)"
+                )
+
+    ordered: list[tuple[str, dict[str, Any]]] = [("source", data["source"])]
+    ordered += [(f"middlewares[{i}]", m) for i, m in enumerate(data["middlewares"])]
+    current: str | None = None
+    for label, raw_step in ordered:
+        sid = raw_step.get("schema_id")
+        if sid is not None and sid not in schema_ids:
+            problems.append(f"{p(label)}.schema_id: unknown schema id {sid!r} (defined: {', '.join(schema_ids) or 'none'})")
+        current = sid or current
+        if raw_step.get("output_encoding") == "avro" and current is None:
+            problems.append(f"{p(label)}.output_encoding: avro needs a schema (set schema_id here or on an earlier step)")
+    for i, raw_step in enumerate(data["sinks"]):
+        sid = raw_step.get("schema_id")
+        if sid is not None and sid not in schema_ids:
+            problems.append(f"{p('sinks')}[{i}].schema_id: unknown schema id {sid!r} (defined: {', '.join(schema_ids) or 'none'})")
+        if raw_step.get("output_encoding") == "avro" and (sid or current) is None:
+            problems.append(f"{p('sinks')}[{i}].output_encoding: avro needs a schema (set schema_id here or on an earlier step)")
+
+    dead_letter = None
+    if data["dead_letter"] is not None:
+        dead_letter = DeadLetterConfig(**data["dead_letter"])
+        service = services.get(dead_letter.service_name)
+        if service is None:
+            problems.append(f"{p('dead_letter')}.service_name: no service named {dead_letter.service_name!r}")
+        else:
+            from mstream.providers import get_provider
+
+            if get_provider(service.provider).sink is None:
+                problems.append(f"{p('dead_letter')}.service_name: provider {service.provider!r} cannot be a sink")
+    if problems:
+        raise ConfigError(problems)
+    assert source is not None
+    batch = BatchConfig(**data["batch"]) if data["batch"] else None
+    checkpoint = data["checkpoint"] or {"enabled": False, "interval_ms": 1000}
+    return ConnectorConfig(
+        name=data["name"],
+        enabled=data["enabled"],
+        source=source,
+        middlewares=tuple(middlewares),
+        sinks=tuple(sinks),
+        schemas=tuple(schemas),
+        batch=batch,
+        checkpoint=bool(checkpoint["enabled"]),
+        checkpoint_interval_ms=int(checkpoint["interval_ms"]),
+        dead_letter=dead_letter,
+    )
+
+
+def parse_system(raw: Any, services: Mapping[str, ServiceConfig], path: str = "system") -> SystemConfig:
+    """Validate the ``[system]`` table.
+
+    Raises:
+        ConfigError: one line per problem.
+    """
+    data = _load(SystemSchema(), raw or {}, path)
+    problems: list[str] = []
+    refs: dict[str, StoreRef | None] = {}
+    for key in ("checkpoints", "service_lifecycle"):
+        ref = data[key]
+        refs[key] = StoreRef(**ref) if ref else None
+    lifecycle = data["job_lifecycle"] or {"startup_state": "seed_from_file"}
+    job_ref = None
+    if lifecycle.get("service_name"):
+        job_ref = StoreRef(lifecycle["service_name"], lifecycle.get("resource") or "mstream-jobs")
+    refs["job_lifecycle"] = job_ref
+    for key, ref in refs.items():
+        if ref is None:
+            continue
+        service = services.get(ref.service_name)
+        if service is None:
+            problems.append(f"{path}.{key}.service_name: no service named {ref.service_name!r}")
+        elif service.provider != "mongodb":
+            problems.append(
+                f"{path}.{key}.service_name: service {ref.service_name!r} is a "
+                f"{service.provider!r} service; system stores need a mongodb service"
+            )
+    if problems:
+        raise ConfigError(problems)
+    return SystemConfig(
+        encryption_key_path=data["encryption_key_path"],
+        data_dir=data["data_dir"],
+        checkpoints=refs["checkpoints"],
+        job_lifecycle=job_ref,
+        startup_state=lifecycle["startup_state"],
+        service_lifecycle=refs["service_lifecycle"],
+    )
+
+
+_ENV_REF = re.compile(r"^env:([A-Za-z_][A-Za-z0-9_]*)$")
+
+
+def resolve_env(raw: Any, environ: Mapping[str, str], path: str = "") -> tuple[Any, list[str]]:
+    """Replace every ``"env:NAME"`` string with the variable's value.
+
+    Example:
+        >>> resolve_env({"a": ["env:X"]}, {"X": "1"})
+        ({'a': ['1']}, [])
+        >>> resolve_env({"a": "env:MISSING"}, {})[1]
+        ['a: environment variable MISSING is not set']
+    """
+    problems: list[str] = []
+    if isinstance(raw, dict):
+        out: dict[str, Any] = {}
+        for key, value in raw.items():
+            out[key], found = resolve_env(value, environ, _path(path, str(key)))
+            problems += found
+        return out, problems
+    if isinstance(raw, list):
+        items = []
+        for i, value in enumerate(raw):
+            item, found = resolve_env(value, environ, f"{path}[{i}]")
+            items.append(item)
+            problems += found
+        return items, problems
+    if isinstance(raw, str):
+        match = _ENV_REF.match(raw)
+        if match:
+            name = match.group(1)
+            if name not in environ:
+                return raw, [f"{path}: environment variable {name} is not set"]
+            return environ[name], []
+    return raw, []

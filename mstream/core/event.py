@@ -1,0 +1,168 @@
+"""The event envelope and the batch, the unit of work in a connector pipeline.
+
+A source emits :class:`Event` objects, each holding its payload bytes in a named encoding,
+user-visible ``attributes`` (Pub/Sub attributes, Kafka headers), source ``metadata``
+(topic, partition, offset, key, timestamp, operation type...) and an acknowledgement
+callback. Right after the source the pipeline groups events into a :class:`Batch`; every
+later operator and every sink works on batches, so Python overhead is paid per batch.
+
+``Batch.batched`` tells sinks and middlewares how to treat the batch: ``True`` when the
+connector has ``batch = { kind = "count", size = N }`` (the batch is one array), ``False``
+when the batch is only a chunk of independent events (each event is written on its own).
+
+Example:
+    >>> acked = []
+    >>> e = Event(b'{"a": 1}', "json", ack=lambda: acked.append(1))
+    >>> e.doc
+    {'a': 1}
+    >>> b = Batch.of([e], batched=False)
+    >>> b.ack_all(); acked
+    [1]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from mstream.encodings import AvroSchema, decode, encode
+
+Ack = Callable[[], None]
+
+
+class Event:
+    """One event: payload bytes in an encoding, attributes, metadata and an ack.
+
+    The decoded document is cached on first use (:attr:`doc`), so converting one event
+    for several sinks decodes it once.
+
+    Args:
+        payload: the raw bytes in ``encoding``.
+        encoding: ``json``, ``bson`` or ``avro``.
+        attributes: string key/values carried to sinks (Pub/Sub attributes, Kafka headers).
+        metadata: source facts (``key``, ``topic``, ``partition``, ``offset``,
+            ``timestamp``, ``operation_type``, ``database``, ``collection``...).
+        schema: the Avro schema in force for this event, if any.
+        ack: called once when every sink has finished with the event.
+        doc: an already decoded document (skips decoding).
+    """
+
+    __slots__ = ("_doc", "ack", "attributes", "encoding", "metadata", "payload", "schema")
+
+    _MISSING: Any = object()
+
+    def __init__(
+        self,
+        payload: bytes,
+        encoding: str,
+        *,
+        attributes: dict[str, str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        schema: AvroSchema | None = None,
+        ack: Ack | None = None,
+        doc: Any = _MISSING,
+    ) -> None:
+        self.payload = payload
+        self.encoding = encoding
+        self.attributes = attributes if attributes is not None else {}
+        self.metadata = metadata if metadata is not None else {}
+        self.schema = schema
+        self.ack = ack
+        self._doc = doc
+
+    @property
+    def doc(self) -> Any:
+        """The decoded document (decoded once, then cached).
+
+        Raises:
+            mstream.errors.DecodeError: the payload is not valid in its encoding.
+        """
+        if self._doc is Event._MISSING:
+            self._doc = decode(self.payload, self.encoding, self.schema)
+        return self._doc
+
+    def converted(self, encoding: str, schema: AvroSchema | None = None) -> Event:
+        """Return this event in ``encoding`` (itself when nothing changes).
+
+        Avro output is validated against ``schema`` (or the event's own schema). Converting
+        to the same encoding returns the event itself, except Avro with a new schema, which
+        is decoded and re-encoded so that it is validated.
+
+        Raises:
+            mstream.errors.EventError: decoding, validation or encoding failed.
+        """
+        target_schema = schema if schema is not None else self.schema
+        if encoding == self.encoding and (encoding != "avro" or target_schema is self.schema):
+            return self
+        payload = encode(self.doc, encoding, target_schema)
+        return Event(
+            payload,
+            encoding,
+            attributes=self.attributes,
+            metadata=self.metadata,
+            schema=target_schema,
+            doc=self._doc,
+        )
+
+    def replace(self, **changes: Any) -> Event:
+        """A copy with some fields changed (``payload``, ``encoding``, ``doc``...)."""
+        fields: dict[str, Any] = {
+            "payload": self.payload,
+            "encoding": self.encoding,
+            "attributes": self.attributes,
+            "metadata": self.metadata,
+            "schema": self.schema,
+            "ack": None,
+            "doc": Event._MISSING if "payload" in changes else self._doc,
+        }
+        fields.update(changes)
+        payload = fields.pop("payload")
+        encoding = fields.pop("encoding")
+        return Event(payload, encoding, **fields)
+
+    def __repr__(self) -> str:
+        preview = self.payload[:60]
+        return f"Event({preview!r}{'...' if len(self.payload) > 60 else ''}, {self.encoding!r})"
+
+
+class Batch:
+    """The unit of work that flows through operators and into sinks.
+
+    Args:
+        events: the events to deliver (after middlewares these may differ in number from
+            the source events: a filter removes, a script may emit several).
+        acks: the source acknowledgements, all called once every sink has finished.
+        batched: ``True`` when the connector batches (sinks write one array);
+            ``False`` for a chunk of independent events.
+    """
+
+    __slots__ = ("acks", "batched", "events", "source_count")
+
+    def __init__(self, events: list[Event], acks: list[Ack], *, batched: bool) -> None:
+        self.events = events
+        self.acks = acks
+        self.batched = batched
+        self.source_count = len(acks)
+
+    @classmethod
+    def of(cls, events: Iterable[Event], *, batched: bool) -> Batch:
+        """Build a batch from source events, collecting their acks."""
+        evs = list(events)
+        return cls(evs, [e.ack for e in evs if e.ack is not None], batched=batched)
+
+    def with_events(self, events: list[Event]) -> Batch:
+        """The same batch (same acks) carrying other events."""
+        b = Batch(events, self.acks, batched=self.batched)
+        b.source_count = self.source_count
+        return b
+
+    def ack_all(self) -> None:
+        """Acknowledge every source event of the batch."""
+        for ack in self.acks:
+            ack()
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def __repr__(self) -> str:
+        return f"Batch({len(self.events)} events, {len(self.acks)} acks, batched={self.batched})"

@@ -1,0 +1,98 @@
+"""Per-connector counters: what came in, what went out, what failed and how fast.
+
+Example:
+    >>> c = ConnectorCounters()
+    >>> c.record_in(100); c.record_out(100)
+    >>> c.snapshot()["events_in"]
+    100
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from typing import Any
+
+
+class ConnectorCounters:
+    """Counters of one connector run, safe to update from several threads.
+
+    The fields follow the REST API's ``GET /jobs/{name}`` counters.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.events_in = 0
+        self.events_out = 0
+        self.batches_out = 0
+        self.errors = 0
+        self.dead_lettered = 0
+        self.filtered = 0
+        self.retries = 0
+        self.last_event_time: float | None = None
+        self.last_error: str | None = None
+        self._samples: deque[tuple[float, int]] = deque(maxlen=64)
+
+    def record_in(self, count: int) -> None:
+        """Count events read from the source."""
+        with self._lock:
+            self.events_in += count
+            self.last_event_time = time.time()
+
+    def record_out(self, count: int) -> None:
+        """Count events delivered to every sink."""
+        with self._lock:
+            self.events_out += count
+            self.batches_out += 1
+
+    def record_error(self, reason: str, *, dead_lettered: bool) -> None:
+        """Count a bad event (and whether it reached the dead-letter sink)."""
+        with self._lock:
+            self.errors += 1
+            if dead_lettered:
+                self.dead_lettered += 1
+            self.last_error = reason
+
+    def record_filtered(self, count: int) -> None:
+        """Count events a middleware dropped on purpose."""
+        with self._lock:
+            self.filtered += count
+
+    def record_retry(self) -> None:
+        """Count one retried delivery attempt."""
+        with self._lock:
+            self.retries += 1
+
+    def throughput(self) -> float:
+        """Events out per second over the last samples (see :meth:`sample`)."""
+        with self._lock:
+            if len(self._samples) < 2:
+                return 0.0
+            (t0, n0), (t1, n1) = self._samples[0], self._samples[-1]
+            return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
+
+    def sample(self, now: float | None = None) -> None:
+        """Record a throughput sample; call periodically (every second or so)."""
+        with self._lock:
+            stamp = now if now is not None else time.monotonic()
+            self._samples.append((stamp, self.events_out))
+            while len(self._samples) > 2 and stamp - self._samples[0][0] > 10.0:
+                self._samples.popleft()
+
+    def snapshot(self) -> dict[str, Any]:
+        """A JSON-ready copy of every counter."""
+        rate = self.throughput()
+        with self._lock:
+            return {
+                "events_in": self.events_in,
+                "events_out": self.events_out,
+                "batches_out": self.batches_out,
+                "errors": self.errors,
+                "dead_lettered": self.dead_lettered,
+                "filtered": self.filtered,
+                "retries": self.retries,
+                "last_event_time": self.last_event_time,
+                "last_error": self.last_error,
+                "throughput_per_sec": round(rate, 1),
+            }

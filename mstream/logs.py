@@ -1,0 +1,54 @@
+"""Logging set-up: level from ``MSTREAM_LOG``, ``LOG_LEVEL`` or ``RUST_LOG`` (default info).
+
+Example:
+    >>> level_from_env({"RUST_LOG": "debug"})
+    10
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Mapping
+
+_LEVELS = {
+    "trace": logging.DEBUG,
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
+
+
+def level_from_env(environ: Mapping[str, str] | None = None) -> int:
+    """The log level named by the environment (first of MSTREAM_LOG, LOG_LEVEL, RUST_LOG)."""
+    env = os.environ if environ is None else environ
+    for name in ("MSTREAM_LOG", "LOG_LEVEL", "RUST_LOG"):
+        value = env.get(name, "").strip().lower()
+        if value:
+            # RUST_LOG may look like "mstream=debug,info": take the last plain level
+            for part in reversed(value.replace(",", " ").split()):
+                level = _LEVELS.get(part.split("=")[-1])
+                if level is not None:
+                    return level
+    return logging.INFO
+
+
+def setup_logging(level: int | str | None = None) -> None:
+    """Log to stderr with timestamps; third-party chatter kept at WARNING."""
+    if isinstance(level, str):
+        resolved = _LEVELS.get(level.lower(), logging.INFO)
+    else:
+        resolved = level if level is not None else level_from_env()
+    logging.basicConfig(
+        level=resolved,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)-5s %(name)s: %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S",
+        force=True,
+    )
+    for noisy in ("kafka", "tornado.access", "google", "urllib3", "pymongo"):
+        logging.getLogger(noisy).setLevel(max(resolved, logging.WARNING))

@@ -1,0 +1,223 @@
+"""``provider = "file"``: JSON-lines source and sink; the step's ``resource`` is the path.
+
+Each line is one event. With ``json`` encoding the line is the JSON document; with
+``bson`` or ``avro`` the line is the base64 of the bytes (so any encoding round-trips
+through a file). A file service is also a schema registry: a ``schemas`` entry whose
+service is a file service reads the Avro schema (``.avsc`` JSON) at ``resource``.
+
+Service options: ``base_dir`` (resources are resolved inside it and may not leave it),
+``follow`` (source: keep reading lines appended after the end, like ``tail -f``),
+``poll_interval_ms`` (how often a following source looks for new lines), ``fsync`` (sink:
+fsync after every write). Sink step option ``batch_layout``: ``lines`` (default; a batch is
+written as one line per event) or ``array`` (a batch is one line holding the array).
+
+The source's checkpoint is the byte offset after the last line whose every predecessor
+was delivered; a restarted connector seeks there.
+
+Example:
+    >>> import tempfile, threading, pathlib
+    >>> from mstream.config import ServiceConfig, StepConfig
+    >>> from mstream.core import Batch, Event
+    >>> d = tempfile.mkdtemp()
+    >>> svc = ServiceConfig("f", "file", {"base_dir": d})
+    >>> sink = PROVIDER.sink(svc, StepConfig("f", "out.jsonl"), StepContext("demo", "sink"))
+    >>> sink.open(); sink.write_batch(Batch.of([Event(b'{"a":1}', "json")], batched=False))
+    >>> sink.close()
+    >>> (pathlib.Path(d) / "out.jsonl").read_text()
+    '{"a":1}\\n'
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import threading
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+from marshmallow import Schema, fields, validate
+
+from mstream.config.model import ServiceConfig, StepConfig
+from mstream.core import Batch, Event, PositionTracker
+from mstream.encodings import AvroSchema, encode_batch
+from mstream.errors import ConfigError, DeliveryError
+from mstream.providers.base import Emit, ProviderSpec, Source, StepContext, SyncSink
+
+
+class FileServiceSchema(Schema):
+    """Options of a ``file`` service."""
+
+    base_dir = fields.String(load_default=None)
+    follow = fields.Boolean(load_default=False)
+    poll_interval_ms = fields.Integer(
+        load_default=200, strict=True, validate=validate.Range(min=1, max=60_000)
+    )
+    fsync = fields.Boolean(load_default=False)
+    chunk_size = fields.Integer(load_default=500, strict=True, validate=validate.Range(min=1, max=100_000))
+
+
+class FileStepSchema(Schema):
+    """Extra keys of a ``file`` step."""
+
+    batch_layout = fields.String(
+        load_default="lines",
+        validate=validate.OneOf(["lines", "array"], error="must be lines or array (got {input!r})"),
+    )
+
+
+def resolve_path(service: ServiceConfig, resource: str) -> Path:
+    """The file a resource names, kept inside ``base_dir`` when one is set.
+
+    Raises:
+        ConfigError: the resource leaves ``base_dir``.
+    """
+    base = service.options.get("base_dir")
+    if not base:
+        return Path(resource)
+    root = Path(base).resolve()
+    path = (root / resource).resolve()
+    if path != root and root not in path.parents:
+        raise ConfigError(f"service {service.name!r}: resource {resource!r} is outside base_dir {base!r}")
+    return path
+
+
+class FileSource(Source):
+    """Reads a JSON-lines file in chunks, from the checkpointed byte offset."""
+
+    def __init__(self, service: ServiceConfig, step: StepConfig, ctx: StepContext) -> None:
+        self.path = resolve_path(service, step.resource)
+        self.encoding = step.input_encoding or step.output_encoding
+        self.follow: bool = service.options.get("follow", False)
+        self.poll = service.options.get("poll_interval_ms", 200) / 1000.0
+        self.chunk_size: int = service.options.get("chunk_size", 500)
+        self.start = 0
+        if ctx.checkpointing and isinstance(ctx.resume_position, dict):
+            self.start = int(ctx.resume_position.get("offset", 0))
+        self.tracker = PositionTracker()
+        self.checkpointing = ctx.checkpointing
+        self.resource = step.resource
+
+    def run(self, emit: Emit, stopping: threading.Event) -> None:
+        """Emit the file's lines (then wait for more when following)."""
+        try:
+            handle = self.path.open("rb")
+        except OSError as exc:
+            raise DeliveryError(f"cannot open {self.resource!r}: {exc.strerror}") from None
+        with handle:
+            handle.seek(self.start)
+            offset = self.start
+            binary = self.encoding != "json"
+            tracker = self.tracker if self.checkpointing else None
+            while not stopping.is_set():
+                events: list[Event] = []
+                lines = handle.readlines(self.chunk_size * 128)
+                if not lines:
+                    if not self.follow:
+                        return
+                    stopping.wait(self.poll)
+                    continue
+                for raw in lines:
+                    if not raw.endswith(b"\n"):
+                        if self.follow:  # a line still being written: read it again later
+                            handle.seek(offset)
+                            break
+                    offset += len(raw)
+                    line = raw.strip()
+                    if not line:
+                        continue
+                    payload = base64.b64decode(line) if binary else line
+                    ack: Any = None
+                    if tracker is not None:
+                        ack = _acker(tracker, tracker.add({"offset": offset}))
+                    events.append(Event(payload, self.encoding, metadata={"offset": offset}, ack=ack))
+                if events:
+                    emit(events)
+                elif self.follow:
+                    stopping.wait(self.poll)
+
+    def position(self) -> Any:
+        """``{"offset": n}``: the byte offset after the last fully delivered line."""
+        return self.tracker.committed() if self.checkpointing else None
+
+
+def _acker(tracker: PositionTracker, seq: int) -> Any:
+    return lambda: tracker.ack(seq)
+
+
+class FileSink(SyncSink):
+    """Appends events to a JSON-lines file, one write and flush per batch."""
+
+    def __init__(self, service: ServiceConfig, step: StepConfig, ctx: StepContext) -> None:
+        self.path = resolve_path(service, step.resource)
+        self.encoding = step.output_encoding
+        self.fsync: bool = service.options.get("fsync", False)
+        self.layout: str = step.options.get("batch_layout", "lines")
+        self.resource = step.resource
+        self._handle: IO[bytes] | None = None
+        self._lock = threading.Lock()
+
+    def open(self) -> None:
+        """Open the file for appending (creating folders as needed)."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = self.path.open("ab")
+        except OSError as exc:
+            raise DeliveryError(f"cannot open {self.resource!r} for writing: {exc.strerror}") from None
+
+    def _line(self, payload: bytes) -> bytes:
+        if self.encoding != "json":
+            return base64.b64encode(payload)
+        if b"\n" in payload:  # pretty-printed JSON from a source: keep one event per line
+            return orjson.dumps(orjson.loads(payload))
+        return payload
+
+    def write_batch(self, batch: Batch) -> None:
+        """Write the batch: one line per event, or one array line (``batch_layout = "array"``)."""
+        if batch.batched and self.layout == "array":
+            schema: AvroSchema | None = batch.events[0].schema if batch.events else None
+            data = self._line(encode_batch([e.doc for e in batch.events], self.encoding, schema)) + b"\n"
+        else:
+            data = b"\n".join([self._line(e.payload) for e in batch.events]) + b"\n"
+        with self._lock:
+            handle = self._handle
+            if handle is None:
+                raise DeliveryError(f"file sink {self.resource!r} is not open")
+            try:
+                handle.write(data)
+                handle.flush()
+                if self.fsync:
+                    os.fsync(handle.fileno())
+            except OSError as exc:
+                raise DeliveryError(f"cannot write {self.resource!r}: {exc.strerror}") from None
+
+    def close(self) -> None:
+        """Close the file."""
+        with self._lock:
+            if self._handle is not None:
+                self._handle.close()
+                self._handle = None
+
+
+def load_schema(service: ServiceConfig, resource: str) -> AvroSchema:
+    """Read an Avro schema (JSON) from a file.
+
+    Raises:
+        ConfigError: the file is missing or not a valid Avro schema.
+    """
+    path = resolve_path(service, resource)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"schema file {resource!r} of service {service.name!r}: {exc.strerror}") from None
+    return AvroSchema.parse(text, name=resource)
+
+
+PROVIDER = ProviderSpec(
+    name="file",
+    service_schema=FileServiceSchema,
+    source=lambda service, step, ctx: FileSource(service, step, ctx),
+    sink=lambda service, step, ctx: FileSink(service, step, ctx),
+    schema_loader=load_schema,
+    step_options=FileStepSchema,
+)

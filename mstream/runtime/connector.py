@@ -1,0 +1,449 @@
+"""A running connector: builds the Rx pipeline from its definition and runs it on a thread.
+
+Pipeline::
+
+    source ─► batch ─► convert(source encoding) ─► middleware … ─► deliver(sinks) ─► acks
+                 └────────── bad events ──► dead-letter sink ◄──────────┘
+
+The whole pipeline runs on the connector's own thread (the source's reads, conversions,
+middlewares and synchronous sink writes), so a slow sink slows the source: backpressure
+without queues. Asynchronous sinks complete on their client's threads; at most
+``max_in_flight`` batches wait for them. A checkpoint thread saves the source's position
+(only positions whose every predecessor is acknowledged) every ``checkpoint.interval_ms``
+and once more after a drained stop.
+
+Example:
+    >>> from mstream.config import parse_config
+    >>> cfg = parse_config({
+    ...     "services": [{"name": "gen", "provider": "generator", "count": 1000},
+    ...                  {"name": "out", "provider": "stdout"}],
+    ...     "connectors": [{"name": "demo", "source": {"service_name": "gen",
+    ...         "resource": "counter", "output_encoding": "json"},
+    ...         "sinks": [{"service_name": "out", "output_encoding": "json"}]}]})
+    >>> import contextlib, io
+    >>> with contextlib.redirect_stdout(io.StringIO()):
+    ...     c = Connector(cfg.connectors[0], {s.name: s for s in cfg.services})
+    ...     c.start(); finished = c.wait(10)
+    >>> finished, c.state, c.counters.events_out
+    (True, 'completed', 1000)
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import reactivex
+from reactivex import Observable, abc
+from reactivex.disposable import Disposable
+
+from mstream import operators as ops
+from mstream.config.model import ConnectorConfig, ServiceConfig, StepConfig
+from mstream.core import Batch, ConnectorCounters, Event
+from mstream.encodings import AvroSchema
+from mstream.errors import ConfigError, DeliveryError, MstreamError
+from mstream.providers import get_provider
+from mstream.providers.base import Middleware, Sink, Source, StepContext
+from mstream.runtime.dead_letter import DeadLetterRouter
+from mstream.stores import CheckpointStore, MemoryCheckpointStore
+
+log = logging.getLogger("mstream.connector")
+
+RUNNING = "running"
+STOPPING = "stopping"
+STOPPED = "stopped"
+COMPLETED = "completed"
+FAILED = "failed"
+CREATED = "created"
+
+
+def source_observable(source: Source, stopping: threading.Event) -> Observable[list[Event]]:
+    """An Observable that runs ``source`` on the subscribing thread.
+
+    Example:
+        >>> from mstream.providers.base import Source
+        >>> class Two(Source):
+        ...     def run(self, emit, stopping): emit([Event(b"1", "json")]); emit([Event(b"2", "json")])
+        >>> got = []
+        >>> _ = source_observable(Two(), threading.Event()).subscribe(lambda c: got.append(c[0].doc))
+        >>> got
+        [1, 2]
+    """
+
+    def subscribe(observer: abc.ObserverBase[list[Event]], scheduler: abc.SchedulerBase | None = None) -> abc.DisposableBase:
+        disposed = threading.Event()
+
+        def emit(events: list[Event]) -> None:
+            if not disposed.is_set():
+                observer.on_next(events)
+
+        try:
+            source.open()
+            source.run(emit, stopping)
+        except Exception as exc:
+            observer.on_error(exc)
+        else:
+            observer.on_completed()
+        finally:
+            try:
+                source.close()
+            except Exception:  # closing must not hide the outcome
+                log.debug("source close failed", exc_info=True)
+        return Disposable(disposed.set)
+
+    return reactivex.create(subscribe)
+
+
+def _schema_for(step: StepConfig, inherited: AvroSchema | None, schemas: Mapping[str, AvroSchema]) -> AvroSchema | None:
+    return schemas[step.schema_id] if step.schema_id else inherited
+
+
+class Connector:
+    """One job: its definition, its pipeline, its state and counters.
+
+    Args:
+        config: the connector definition.
+        services: every service by name.
+        checkpoints: where positions are saved (memory when omitted).
+        scheduler: the scheduler of batch flush timers (virtual time in tests).
+        max_in_flight: batches that may wait for asynchronous sinks.
+        max_restarts: how often a transport failure restarts the pipeline (with
+            exponential backoff) before the job is marked failed.
+        on_change: called (from the connector thread) after every state change.
+    """
+
+    def __init__(
+        self,
+        config: ConnectorConfig,
+        services: Mapping[str, ServiceConfig],
+        checkpoints: CheckpointStore | None = None,
+        *,
+        scheduler: abc.SchedulerBase | None = None,
+        max_in_flight: int = 32,
+        max_restarts: int = 5,
+        on_change: Callable[[Connector], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self.services = dict(services)
+        self.checkpoints = checkpoints if checkpoints is not None else MemoryCheckpointStore()
+        self.scheduler = scheduler
+        self.max_in_flight = max_in_flight
+        self.max_restarts = max_restarts
+        self.on_change = on_change
+        self.counters = ConnectorCounters()
+        self.state = CREATED
+        self.reason: str | None = None
+        self.started_at: float | None = None
+        self.stopped_at: float | None = None
+        self.restarts = 0
+        self.logger = logging.getLogger(f"mstream.connector.{config.name}")
+        self._stopping = threading.Event()
+        self._drain = True
+        self._finished = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._source: Source | None = None
+        self._last_saved: Any = None
+        self._halt = threading.Event()
+
+    # -- control -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the connector's thread; returns at once."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stopping.clear()
+        self._finished.clear()
+        self._drain = True
+        self.reason = None
+        self.started_at = time.time()
+        self.stopped_at = None
+        self._set_state(RUNNING)
+        self._thread = threading.Thread(target=self._run, name=f"mstream-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self, *, drain: bool = True, timeout: float | None = 30.0) -> bool:
+        """Stop: the source stops reading; with ``drain`` in-flight events are delivered and
+        acknowledged and the final checkpoint saved. Blocks until done (call it off the IOLoop).
+
+        Returns:
+            ``True`` if the connector finished within ``timeout``.
+        """
+        if self._thread is None or not self._thread.is_alive():
+            return True
+        self._drain = drain
+        if self.state == RUNNING:
+            self._set_state(STOPPING)
+        self._stopping.set()
+        self._halt.set()
+        return self._finished.wait(timeout)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the connector has finished (completed, stopped or failed)."""
+        if self._thread is None:
+            return True
+        return self._finished.wait(timeout)
+
+    @property
+    def running(self) -> bool:
+        """Whether the connector's thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def status(self) -> dict[str, Any]:
+        """State, reason, times and counters, JSON-ready."""
+        return {
+            "name": self.name,
+            "state": self.state,
+            "reason": self.reason,
+            "started_at": self.started_at,
+            "stopped_at": self.stopped_at,
+            "restarts": self.restarts,
+            "counters": self.counters.snapshot(),
+        }
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _set_state(self, state: str, reason: str | None = None) -> None:
+        self.state = state
+        if reason is not None:
+            self.reason = reason
+        if state in (STOPPED, COMPLETED, FAILED):
+            self.stopped_at = time.time()
+        if self.on_change is not None:
+            try:
+                self.on_change(self)
+            except Exception:
+                self.logger.exception("state change callback failed")
+
+    def _run(self) -> None:
+        backoff = 1.0
+        try:
+            while True:
+                try:
+                    self._run_once()
+                except ConfigError as exc:
+                    self._fail(str(exc))
+                    return
+                except Exception as exc:
+                    reason = _reason(exc)
+                    if self._stopping.is_set():
+                        self._set_state(STOPPED, None)
+                        return
+                    if self.restarts >= self.max_restarts or not isinstance(exc, DeliveryError | OSError):
+                        self._fail(reason)
+                        return
+                    self.restarts += 1
+                    self.counters.last_error = reason
+                    self.logger.warning(
+                        "connector %s: %s; restarting from the last checkpoint in %.0fs (%d/%d)",
+                        self.name, reason, backoff, self.restarts, self.max_restarts,
+                    )
+                    if self._stopping.wait(backoff):
+                        self._set_state(STOPPED)
+                        return
+                    backoff = min(backoff * 2, 30.0)
+                    continue
+                if self._stopping.is_set():
+                    self._set_state(STOPPED)
+                else:
+                    self._set_state(COMPLETED)
+                    self.logger.info("connector %s completed: %d events delivered", self.name, self.counters.events_out)
+                return
+        finally:
+            self._finished.set()
+
+    def _fail(self, reason: str) -> None:
+        self.logger.error("connector %s failed: %s", self.name, reason)
+        self._set_state(FAILED, reason)
+
+    def _service(self, name: str) -> ServiceConfig:
+        service = self.services.get(name)
+        if service is None:
+            raise ConfigError(f"connector {self.name!r}: service {name!r} is not defined")
+        return service
+
+    def _context(self, role: str, index: int = 0) -> StepContext:
+        return StepContext(
+            connector=self.name,
+            role=role,
+            index=index,
+            counters=self.counters,
+            stopping=self._stopping,
+            logger=self.logger,
+        )
+
+    def _load_schemas(self) -> dict[str, AvroSchema]:
+        schemas: dict[str, AvroSchema] = {}
+        for ref in self.config.schemas:
+            service = self._service(ref.service_name)
+            loader = get_provider(service.provider).schema_loader
+            if loader is None:
+                raise ConfigError(f"schema {ref.id!r}: provider {service.provider!r} cannot serve schemas")
+            schemas[ref.id] = loader(service, ref.resource)
+        return schemas
+
+    def _make_sink(self, step: StepConfig, ctx: StepContext) -> Sink:
+        service = self._service(step.service_name)
+        factory = get_provider(service.provider).sink
+        if factory is None:
+            raise ConfigError(f"provider {service.provider!r} cannot be a sink")
+        return factory(service, step, ctx)
+
+    def _run_once(self) -> None:
+        cfg = self.config
+        schemas = self._load_schemas()
+        opened: list[Sink | Middleware] = []
+        try:
+            dead_letter_sink: Sink | None = None
+            if cfg.dead_letter is not None:
+                dl_step = StepConfig(
+                    service_name=cfg.dead_letter.service_name,
+                    resource=cfg.dead_letter.resource,
+                    output_encoding=cfg.dead_letter.output_encoding,
+                )
+                dead_letter_sink = self._make_sink(dl_step, self._context("dead_letter"))
+                dead_letter_sink.open()
+                opened.append(dead_letter_sink)
+            reject = DeadLetterRouter(
+                self.name,
+                self.counters,
+                dead_letter_sink,
+                cfg.dead_letter.output_encoding if cfg.dead_letter else "json",
+                self.logger,
+            )
+
+            source_service = self._service(cfg.source.service_name)
+            source_factory = get_provider(source_service.provider).source
+            if source_factory is None:
+                raise ConfigError(f"provider {source_service.provider!r} cannot be a source")
+            source_ctx = self._context("source")
+            source_ctx.checkpointing = cfg.checkpoint
+            if cfg.checkpoint:
+                saved = self.checkpoints.latest(self.name)
+                source_ctx.resume_position = saved.position if saved is not None else None
+                self._last_saved = source_ctx.resume_position
+            source = source_factory(source_service, cfg.source, source_ctx)
+            self._source = source
+
+            current = _schema_for(cfg.source, None, schemas)
+            pipeline: list[Any] = [
+                ops.batch(
+                    cfg.batch.size if cfg.batch else None,
+                    (cfg.batch.max_wait_ms if cfg.batch else 1000) / 1000.0,
+                    self.scheduler,
+                ),
+                ops.map_each(self._count_in),
+                ops.convert(cfg.source.output_encoding, reject, schema=current, input_schema=current),
+            ]
+            for i, step in enumerate(cfg.middlewares):
+                service = self._service(step.service_name)
+                factory = get_provider(service.provider).middleware
+                if factory is None:
+                    raise ConfigError(f"provider {service.provider!r} cannot be a middleware")
+                middleware = factory(service, step, self._context("middleware", i))
+                middleware.open()
+                opened.append(middleware)
+                input_schema = current
+                current = _schema_for(step, current, schemas)
+                pipeline.append(
+                    ops.middleware(
+                        middleware,
+                        reject,
+                        input_encoding=step.input_encoding,
+                        input_schema=input_schema,
+                        counters=self.counters,
+                    )
+                )
+                pipeline.append(ops.convert(step.output_encoding, reject, schema=current, input_schema=current))
+
+            targets = []
+            for i, step in enumerate(cfg.sinks):
+                sink = self._make_sink(step, self._context("sink", i))
+                sink.open()
+                opened.append(sink)
+                targets.append(
+                    ops.SinkTarget(sink, step.output_encoding, _schema_for(step, current, schemas), step.service_name)
+                )
+            pipeline.append(ops.deliver(targets, reject, max_in_flight=self.max_in_flight, counters=self.counters))
+
+            outcome: list[BaseException] = []
+            halt = self._halt = threading.Event()
+            if self._stopping.is_set():
+                halt.set()
+
+            def on_error(error: BaseException) -> None:
+                outcome.append(error)
+                halt.set()  # stop reading: nothing more is acknowledged after a failure
+
+            saver = _CheckpointSaver(self, source) if cfg.checkpoint else None
+            if saver is not None:
+                saver.start()
+            try:
+                source_observable(source, halt).pipe(*pipeline).subscribe(
+                    on_error=on_error, scheduler=self.scheduler
+                )
+            finally:
+                if saver is not None:
+                    saver.stop()
+            if outcome:
+                raise outcome[0]
+            if saver is not None and self._drain:
+                for target in targets:
+                    target.sink.flush()
+                self._save_checkpoint(source)
+            self.logger.info(
+                "connector %s: source ended after %d events in, %d out",
+                self.name, self.counters.events_in, self.counters.events_out,
+            )
+        finally:
+            for item in reversed(opened):
+                try:
+                    item.close()
+                except Exception:
+                    self.logger.warning("connector %s: closing a step failed", self.name, exc_info=True)
+
+    def _count_in(self, batch: Batch) -> Batch:
+        self.counters.record_in(batch.source_count)
+        return batch
+
+    def _save_checkpoint(self, source: Source) -> None:
+        position = source.position()
+        if position is None or position == self._last_saved:
+            return
+        self.checkpoints.save(self.name, position)
+        self._last_saved = position
+
+
+class _CheckpointSaver:
+    """Saves the source's committed position every interval, on its own thread."""
+
+    def __init__(self, connector: Connector, source: Source) -> None:
+        self.connector = connector
+        self.source = source
+        self.interval = connector.config.checkpoint_interval_ms / 1000.0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"mstream-{connector.name}-checkpoint", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while not self._done.wait(self.interval):
+            try:
+                self.connector._save_checkpoint(self.source)
+            except MstreamError as exc:
+                self.connector.logger.warning("connector %s: checkpoint not saved: %s", self.connector.name, exc)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, MstreamError):
+        return text
+    return f"{type(exc).__name__}: {text}"

@@ -1,0 +1,40 @@
+"""Reusable Rx operators of the connector pipeline (installed as ``mstream.operators``).
+
+Every operator is a function returning ``Callable[[Observable], Observable]`` for use with
+``Observable.pipe``. Right after the source, :func:`batch` turns events into
+:class:`~mstream.core.Batch` units; every later operator works per batch. Bad events are
+handed to a ``reject(event, reason, stage)`` callback (the dead-letter path) and the batch
+goes on; failures of a whole step (a transport error) go to ``on_error``.
+
+=============== =========================================================================
+``batch``       group events into batches by count, flushing partial batches after a time
+``convert``     convert events to an encoding (decode / encode, Avro validation)
+``validate``    validate events against an Avro schema whatever their encoding
+``middleware``  pass batches through a middleware (HTTP service, script, Python function)
+``deliver``     write to every sink; acknowledge when all sinks are done
+=============== =========================================================================
+
+Example:
+    >>> import reactivex
+    >>> from mstream.core import Event
+    >>> from mstream.providers.base import SyncSink
+    >>> class Print(SyncSink):
+    ...     def write_batch(self, b): print([e.doc for e in b.events])
+    >>> events = [Event(b'{"n": %d}' % i, "json") for i in range(3)]
+    >>> _ = reactivex.of(events).pipe(
+    ...     batch(size=2),
+    ...     convert("bson", reject=print),
+    ...     deliver([SinkTarget(Print(), "json")], reject=print),
+    ... ).subscribe()
+    [{'n': 0}, {'n': 1}]
+    [{'n': 2}]
+"""
+
+from ._batch import batch
+from ._convert import convert, convert_events, validate
+from ._deliver import SinkTarget, deliver
+from ._middleware import middleware
+
+from ._batchwise import map_each
+
+__all__ = ["SinkTarget", "map_each", "batch", "convert", "convert_events", "deliver", "middleware", "validate"]

@@ -1,0 +1,172 @@
+"""``deliver``: write each batch to every sink, acknowledge when all are done."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from reactivex import Observable, abc
+
+from mstream.core import Batch, ConnectorCounters
+from mstream.encodings import AvroSchema
+from mstream.errors import RejectedError
+from mstream.providers.base import Reject, Sink
+
+from ._convert import convert_events
+
+
+@dataclass(frozen=True)
+class SinkTarget:
+    """A sink with the encoding (and schema) it writes."""
+
+    sink: Sink
+    encoding: str
+    schema: AvroSchema | None = None
+    name: str = "sink"
+
+
+class _Completion:
+    """Counts sink completions of one batch; the last one acknowledges the batch."""
+
+    __slots__ = ("batch", "failed", "lock", "remaining")
+
+    def __init__(self, batch: Batch, sinks: int) -> None:
+        self.batch = batch
+        self.remaining = sinks
+        self.failed = False
+        self.lock = threading.Lock()
+
+    def sink_done(self) -> bool:
+        with self.lock:
+            self.remaining -= 1
+            return self.remaining == 0 and not self.failed
+
+
+def deliver(
+    targets: Sequence[SinkTarget],
+    reject: Reject,
+    *,
+    max_in_flight: int = 32,
+    counters: ConnectorCounters | None = None,
+) -> Callable[[Observable[Batch]], Observable[Batch]]:
+    """Write each batch to every sink; emit it once all sinks are done and it is acknowledged.
+
+    Each sink gets the batch converted to its own encoding (events that fail conversion are
+    dead-lettered through ``reject``). A batch's source acknowledgements run exactly once,
+    after the last sink reported success. A sink error that is a
+    :class:`~mstream.errors.RejectedError` dead-letters that sink's events and counts as
+    done; any other sink error goes to ``on_error`` and the batch is never acknowledged, so
+    it is delivered again after a restart (at-least-once).
+
+    At most ``max_in_flight`` batches wait for asynchronous sinks; the source thread
+    blocks beyond that (backpressure, not an unbounded queue). Completion waits for every
+    in-flight batch.
+
+    Example:
+        >>> import reactivex
+        >>> from mstream.core import Event
+        >>> from mstream.providers.base import SyncSink
+        >>> class Collect(SyncSink):
+        ...     def __init__(self): self.seen = []
+        ...     def write_batch(self, batch): self.seen += [e.doc for e in batch.events]
+        >>> a, b, acked = Collect(), Collect(), []
+        >>> ev = Event(b'{"n": 1}', "json", ack=lambda: acked.append(a.seen + b.seen))
+        >>> _ = reactivex.of(Batch.of([ev], batched=False)).pipe(
+        ...     deliver([SinkTarget(a, "json"), SinkTarget(b, "bson")], print)).subscribe()
+        >>> acked
+        [[{'n': 1}, {'n': 1}]]
+    """
+
+    def operator(source: Observable[Batch]) -> Observable[Batch]:
+        def subscribe(
+            observer: abc.ObserverBase[Batch], scheduler: abc.SchedulerBase | None = None
+        ) -> abc.DisposableBase:
+            slots = threading.BoundedSemaphore(max_in_flight)
+            emit_lock = threading.Lock()
+            state = {"failed": False, "completed": False}
+
+            def fail(error: BaseException) -> None:
+                with emit_lock:
+                    if state["failed"]:
+                        return
+                    state["failed"] = True
+                observer.on_error(error if isinstance(error, Exception) else RuntimeError(str(error)))
+
+            def finish(completion: _Completion) -> None:
+                batch = completion.batch
+                try:
+                    batch.ack_all()
+                except Exception as exc:  # an ack callback failed: the position is unsafe
+                    fail(exc)
+                    return
+                finally:
+                    slots.release()
+                if counters is not None:
+                    counters.record_out(len(batch.events))
+                with emit_lock:
+                    if not state["failed"]:
+                        observer.on_next(batch)
+
+            def make_done(completion: _Completion, sent: Batch) -> Callable[[BaseException | None], None]:
+                def done(error: BaseException | None) -> None:
+                    if error is not None:
+                        if isinstance(error, RejectedError):
+                            for event in sent.events:
+                                reject(event, str(error), "sink")
+                        else:
+                            with completion.lock:
+                                first = not completion.failed
+                                completion.failed = True
+                            if first:
+                                slots.release()
+                            fail(error)
+                            return
+                    if completion.sink_done():
+                        finish(completion)
+
+                return done
+
+            def on_next(batch: Batch) -> None:
+                if state["failed"]:
+                    return
+                slots.acquire()
+                completion = _Completion(batch, len(targets))
+                if not batch.events:
+                    completion.remaining = 0
+                    finish(completion)
+                    return
+                for target in targets:
+                    try:
+                        events = convert_events(batch.events, target.encoding, target.schema, reject)
+                        sent = batch if events is batch.events else batch.with_events(events)
+                        done = make_done(completion, sent)
+                        if sent.events:
+                            target.sink.write(sent, done)
+                        else:
+                            done(None)
+                    except Exception as exc:
+                        with completion.lock:
+                            first = not completion.failed
+                            completion.failed = True
+                        if first:
+                            slots.release()
+                        fail(exc)
+                        return
+
+            def on_completed() -> None:
+                for _ in range(max_in_flight):  # wait for every in-flight batch
+                    slots.acquire()
+                for _ in range(max_in_flight):
+                    slots.release()
+                with emit_lock:
+                    if state["failed"]:
+                        return
+                    state["completed"] = True
+                observer.on_completed()
+
+            return source.subscribe(on_next, fail, on_completed, scheduler=scheduler)
+
+        return Observable(subscribe)
+
+    return operator

@@ -1,0 +1,198 @@
+"""Config validation: every problem reported with file, path and what was expected."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mstream.cli import main
+from mstream.config import load_config, parse_config
+from mstream.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+GOOD = """
+[[services]]
+name = "gen"
+provider = "generator"
+count = 10
+
+[[services]]
+name = "files"
+provider = "file"
+base_dir = "{tmp}"
+
+[[connectors]]
+name = "one"
+source = {{ service_name = "gen", resource = "users", output_encoding = "json" }}
+sinks = [{{ service_name = "files", resource = "a.jsonl", output_encoding = "json" }}]
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "cfg.toml"
+    path.write_text(text)
+    return path
+
+
+def problems(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), env or {})
+    return info.value.problems
+
+
+def test_good_config_loads(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, GOOD.format(tmp=tmp_path)), {})
+    assert [s.name for s in cfg.services] == ["gen", "files"]
+    connector = cfg.connectors[0]
+    assert connector.enabled and connector.sinks[0].resource == "a.jsonl"
+    assert cfg.system.startup_state == "seed_from_file"
+
+
+def test_examples_validate() -> None:
+    for example in sorted((ROOT / "examples").glob("*.toml")):
+        try:
+            load_config(example, {})
+        except ConfigError as exc:
+            if "is not available in this install" in str(exc):
+                continue  # a provider that this install lacks
+            raise
+
+
+def test_bad_encoding_names_the_full_path(tmp_path: Path) -> None:
+    text = GOOD.format(tmp=tmp_path) + (
+        '\n[[connectors]]\nname = "two"\n'
+        'source = { service_name = "gen", output_encoding = "json" }\n'
+        'sinks = [{ service_name = "files", resource = "b", output_encoding = "xml" }]\n'
+    )
+    found = problems(tmp_path, text)
+    assert found == [
+        f"{tmp_path / 'cfg.toml'}: connectors[1].sinks[0].output_encoding: "
+        "must be one of: json, bson, avro (got 'xml')"
+    ]
+
+
+def test_every_problem_is_reported_once(tmp_path: Path) -> None:
+    text = """
+[[services]]
+name = "gen"
+provider = "generator"
+count = "ten"
+colour = "blue"
+
+[[services]]
+name = "q"
+provider = "carrier-pigeon"
+
+[[connectors]]
+name = "c"
+source = { service_name = "missing", output_encoding = "json" }
+sinks = [{ service_name = "gen", output_encoding = "json" }]
+"""
+    found = [p.split(": ", 1)[1] for p in problems(tmp_path, text)]
+    assert "services[0].count: expected integer" in found
+    assert any(p.startswith("services[0].colour: unknown field (known for provider 'generator'") for p in found)
+    assert any(p.startswith("services[1].provider: unknown provider 'carrier-pigeon'") for p in found)
+    assert any(p.startswith("connectors[0].source.service_name: no service named 'missing'") for p in found)
+    assert any(
+        p.startswith("connectors[0].sinks[0].service_name: provider 'generator' of service 'gen' cannot be a sink")
+        for p in found
+    )
+    assert len(found) == 5
+
+
+def test_env_values(tmp_path: Path) -> None:
+    text = GOOD.format(tmp="env:OUT_DIR")
+    cfg = load_config(write(tmp_path, text), {"OUT_DIR": str(tmp_path)})
+    assert cfg.service("files").options["base_dir"] == str(tmp_path)  # type: ignore[union-attr]
+    found = problems(tmp_path, text, {})
+    assert found == [f"{tmp_path / 'cfg.toml'}: services[1].base_dir: environment variable OUT_DIR is not set"]
+
+
+def test_avro_needs_a_schema_and_known_schema_ids() -> None:
+    raw = {
+        "services": [{"name": "g", "provider": "generator"}, {"name": "o", "provider": "stdout"}],
+        "connectors": [
+            {
+                "name": "c",
+                "source": {"service_name": "g", "output_encoding": "json", "schema_id": "nope"},
+                "sinks": [{"service_name": "o", "output_encoding": "avro"}],
+            }
+        ],
+    }
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw, "x.toml", {})
+    assert info.value.problems == [
+        "x.toml: connectors[0].source.schema_id: unknown schema id 'nope' (defined: none)",
+        "x.toml: connectors[0].sinks[0].output_encoding: avro needs a schema "
+        "(set schema_id here or on an earlier step)",
+    ]
+
+
+def test_schema_inherited_from_source_satisfies_avro_sink() -> None:
+    raw = {
+        "services": [
+            {"name": "g", "provider": "generator"},
+            {"name": "o", "provider": "stdout"},
+            {"name": "f", "provider": "file"},
+        ],
+        "connectors": [
+            {
+                "name": "c",
+                "schemas": [{"id": "s", "service_name": "f", "resource": "x.avsc"}],
+                "source": {"service_name": "g", "output_encoding": "json", "schema_id": "s"},
+                "sinks": [{"service_name": "o", "output_encoding": "avro"}],
+            }
+        ],
+    }
+    assert parse_config(raw, "x.toml", {}).connectors[0].sinks[0].schema_id is None
+
+
+def test_duplicate_names_and_bad_system(tmp_path: Path) -> None:
+    text = GOOD.format(tmp=tmp_path) + (
+        '\n[[connectors]]\nname = "one"\n'
+        'source = { service_name = "gen", output_encoding = "json" }\n'
+        'sinks = [{ service_name = "files", resource = "b", output_encoding = "json" }]\n'
+        '\n[system.job_lifecycle]\nstartup_state = "sometimes"\n'
+        '\n[system.checkpoints]\nservice_name = "files"\nresource = "cps"\n'
+    )
+    found = [p.split(": ", 1)[1] for p in problems(tmp_path, text)]
+    assert "connectors[1].name: duplicate connector name 'one'" in found
+    assert (
+        "system.job_lifecycle.startup_state: must be one of: force_from_file, seed_from_file, keep "
+        "(got 'sometimes')"
+    ) in found
+
+
+def test_invalid_toml_and_missing_file(tmp_path: Path) -> None:
+    assert problems(tmp_path, "[[services]\n")[0].startswith(f"{tmp_path / 'cfg.toml'}: invalid TOML:")
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_cli_exit_code_2_with_one_line_per_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(
+        tmp_path,
+        '[[services]]\nname = "g"\nprovider = "generator"\nrate = -1\ncount = 1.5\n',
+    )
+    assert main(["validate", "--config", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"error: {path}: services[0].count: expected integer",
+        f"error: {path}: services[0].rate: must be between 0.001 and 1e7",
+    ]
+
+
+def test_cli_validate_ok(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD.format(tmp=tmp_path))
+    done = subprocess.run(
+        [sys.executable, "-m", "mstream.cli", "validate", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "OK (2 services, 1 connectors)" in done.stdout

@@ -1,0 +1,182 @@
+"""The Rx pipeline: batching (count and time, in virtual time), ack ordering, failures."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import reactivex
+from reactivex.testing import ReactiveTest, TestScheduler
+
+from mstream.core import Batch, Event, PositionTracker
+from mstream.errors import DeliveryError, RejectedError
+from mstream.operators import SinkTarget, batch, convert, deliver
+from mstream.providers.base import Done, Sink, SyncSink
+
+on_next, on_completed = ReactiveTest.on_next, ReactiveTest.on_completed
+
+
+def ev(n: int, acks: list[int] | None = None) -> Event:
+    ack = (lambda: acks.append(n)) if acks is not None else None
+    return Event(b'{"n": %d}' % n, "json", ack=ack)
+
+
+def test_count_batches_and_time_flush_in_virtual_time() -> None:
+    scheduler = TestScheduler()
+    events = [ev(i) for i in range(5)]
+    source = scheduler.create_hot_observable(
+        on_next(210, events[0]),
+        on_next(220, [events[1], events[2]]),  # a chunk: fills the batch of 3 with events[0]
+        on_next(300, events[3]),  # quiet afterwards: flushed by time at 300 + 50
+        on_next(500, events[4]),
+        on_completed(520),  # the partial batch is flushed on completion
+    )
+    results = scheduler.start(
+        lambda: source.pipe(batch(3, max_wait=50 / 1000.0, scheduler=scheduler)),
+        created=100,
+        subscribed=200,
+        disposed=10_000,
+    )
+    emitted = [(m.time, [e.doc["n"] for e in m.value.value.events]) for m in results.messages if m.value.kind == "N"]
+    assert emitted == [(220, [0, 1, 2]), (350, [3]), (520, [4])]
+    assert all(m.value.value.batched for m in results.messages if m.value.kind == "N")
+
+
+def test_time_flush_resets_per_batch() -> None:
+    scheduler = TestScheduler()
+    events = [ev(i) for i in range(3)]
+    source = scheduler.create_hot_observable(
+        on_next(210, events[0]), on_next(240, events[1]), on_next(270, events[2]), on_completed(900)
+    )
+    results = scheduler.start(lambda: source.pipe(batch(2, max_wait=0.05, scheduler=scheduler)))
+    emitted = [(m.time, len(m.value.value)) for m in results.messages if m.value.kind == "N"]
+    # [0,1] by count at 240; the timer of the first batch (due 260) must not flush [2]
+    assert emitted == [(240, 2), (320, 1)]
+
+
+def test_unbatched_chunks_stay_independent_events() -> None:
+    out: list[Batch] = []
+    reactivex.of([ev(0), ev(1)], ev(2)).pipe(batch(None)).subscribe(out.append)
+    assert [(len(b), b.batched) for b in out] == [(2, False), (1, False)]
+
+
+class SlowSink(Sink):
+    """Completes writes only when the test says so (an asynchronous sink)."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[Batch, Done]] = []
+
+    def write(self, batch: Batch, done: Done) -> None:
+        self.pending.append((batch, done))
+
+
+class ListSink(SyncSink):
+    def __init__(self) -> None:
+        self.docs: list[Any] = []
+
+    def write_batch(self, batch: Batch) -> None:
+        self.docs.extend(e.doc for e in batch.events)
+
+
+def test_ack_only_after_every_sink_and_out_of_order_checkpoint() -> None:
+    acks: list[int] = []
+    tracker = PositionTracker()
+    events = []
+    for i in range(4):
+        seq = tracker.add(i)
+        events.append(Event(b"%d" % i, "json", ack=(lambda s=seq, n=i: (acks.append(n), tracker.ack(s)))))
+    slow, fast = SlowSink(), ListSink()
+    delivered: list[Batch] = []
+    completed = threading.Event()
+    reactivex.of(*[[e] for e in events]).pipe(
+        batch(None), deliver([SinkTarget(fast, "json"), SinkTarget(slow, "json")], reject=print)
+    ).subscribe(delivered.append, on_completed=completed.set)
+    # the fast sink has everything, the slow one nothing: nothing is acknowledged
+    assert fast.docs == [0, 1, 2, 3]
+    assert acks == [] and tracker.committed() is None and not completed.is_set()
+    # the slow sink finishes out of order: 2, 0, then 3, 1
+    order = [2, 0, 3, 1]
+    committed = []
+    for i in order:
+        slow.pending[i][1](None)
+        committed.append(tracker.committed())
+    assert acks == order
+    assert committed == [None, 0, 0, 3]
+    assert completed.is_set() and len(delivered) == 4
+
+
+def test_sink_failure_is_not_acknowledged_and_errors_the_pipeline() -> None:
+    acks: list[int] = []
+    errors: list[Exception] = []
+
+    class Failing(SyncSink):
+        def write_batch(self, batch: Batch) -> None:
+            if batch.events[0].doc["n"] == 1:
+                raise DeliveryError("connection refused")
+
+    reactivex.of(*[[ev(i, acks)] for i in range(3)]).pipe(
+        batch(None), deliver([SinkTarget(Failing(), "json")], reject=print)
+    ).subscribe(on_error=errors.append)
+    assert acks == [0]
+    assert [str(e) for e in errors] == ["connection refused"]
+
+
+def test_rejected_by_sink_goes_to_dead_letter_and_is_acknowledged() -> None:
+    acks: list[int] = []
+    rejected: list[tuple[int, str, str]] = []
+
+    class Picky(SyncSink):
+        def write_batch(self, batch: Batch) -> None:
+            if batch.events[0].doc["n"] == 1:
+                raise RejectedError("HTTP 400: bad field")
+
+    reactivex.of(*[[ev(i, acks)] for i in range(3)]).pipe(
+        batch(None),
+        deliver([SinkTarget(Picky(), "json")], reject=lambda e, r, s: rejected.append((e.doc["n"], r, s))),
+    ).subscribe()
+    assert acks == [0, 1, 2]
+    assert rejected == [(1, "HTTP 400: bad field", "sink")]
+
+
+def test_bad_events_rejected_rest_of_batch_continues() -> None:
+    rejected: list[str] = []
+    sink = ListSink()
+    events = [ev(0), Event(b"{nope", "json"), ev(2)]
+    reactivex.of(events).pipe(
+        batch(10),
+        convert("bson", reject=lambda e, r, s: rejected.append(s)),
+        deliver([SinkTarget(sink, "json")], reject=print),
+    ).subscribe()
+    assert sink.docs == [{"n": 0}, {"n": 2}]
+    assert rejected == ["decode"]
+
+
+def test_backpressure_bounds_in_flight_batches() -> None:
+    slow = SlowSink()
+    started = threading.Event()
+    finished = threading.Event()
+
+    def produce() -> None:
+        started.set()
+        reactivex.of(*[[ev(i)] for i in range(5)]).pipe(
+            batch(None), deliver([SinkTarget(slow, "json")], reject=print, max_in_flight=2)
+        ).subscribe(on_completed=finished.set)
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    started.wait(5)
+    # the producer is blocked after 2 in-flight batches until one completes
+    deadline = threading.Event()
+    while len(slow.pending) < 2 and not deadline.wait(0.01):
+        pass
+    assert not finished.wait(0.2)
+    assert len(slow.pending) == 2
+    released = 0
+    while released < 5:
+        if released < len(slow.pending):
+            slow.pending[released][1](None)
+            released += 1
+        else:
+            deadline.wait(0.01)
+    assert finished.wait(5)
+    thread.join(5)
