@@ -1,17 +1,31 @@
 """mstream: a data streaming bridge built on reactivex pipelines.
 
-Use it as a service (the ``mstream`` command) or as a library::
+Run it as a service with the ``mstream`` command, or use it as a library::
 
     >>> import mstream
-    >>> cfg = mstream.parse_config({
-    ...     "services": [{"name": "gen", "provider": "generator", "count": 5}],
+    >>> manager = mstream.run_config({
+    ...     "services": [{"name": "gen", "provider": "generator", "count": 5},
+    ...                  {"name": "out", "provider": "stdout"}],
     ...     "connectors": [{"name": "demo",
     ...         "source": {"service_name": "gen", "resource": "counter", "output_encoding": "json"},
-    ...         "sinks": [{"service_name": "gen2", "output_encoding": "json"}]}]},
-    ...     "inline") if False else None
+    ...         "sinks": [{"service_name": "out", "output_encoding": "json"}]}]})
+    {"n":0}
+    {"n":1}
+    {"n":2}
+    {"n":3}
+    {"n":4}
+    >>> manager.get("demo").counters.events_out
+    5
 """
 
-from mstream.config import Config, ConnectorConfig, ServiceConfig, StepConfig, load_config, parse_config
+from mstream.config import (
+    Config,
+    ConnectorConfig,
+    ServiceConfig,
+    StepConfig,
+    load_config,
+    parse_config,
+)
 from mstream.core import Batch, Event
 from mstream.errors import (
     ConfigError,
@@ -23,6 +37,7 @@ from mstream.errors import (
     RejectedError,
     SchemaValidationError,
 )
+from mstream.library import run_config, sink, source
 
 __version__ = "0.1.0"
 
@@ -43,4 +58,7 @@ __all__ = [
     "StepConfig",
     "load_config",
     "parse_config",
+    "run_config",
+    "sink",
+    "source",
 ]
