@@ -1,0 +1,341 @@
+"""JSON with MongoDB Extended JSON (relaxed mode), built on orjson.
+
+A document is JSON text; MongoDB types that JSON has no type for are written as Extended
+JSON wrappers so they keep their meaning when the JSON goes back to BSON:
+
+=====================  ==================================================================
+Python value           JSON
+=====================  ==================================================================
+``ObjectId``           ``{"$oid": "65a1b2c3d4e5f60718293a4b"}``
+``datetime``           ``{"$date": "2024-01-02T03:04:05.678Z"}`` for years 1970-9999
+                       (relaxed form, millisecond precision, UTC), otherwise
+                       ``{"$date": {"$numberLong": "<ms since epoch>"}}``
+``Decimal128``         ``{"$numberDecimal": "12.50"}`` (also for ``decimal.Decimal``)
+``Int64``              a plain number (relaxed mode, see below)
+``bytes`` / ``Binary``  ``{"$binary": {"base64": "...", "subType": "00"}}``
+``date`` (no time)     ``{"$date": ...}`` at midnight UTC
+others (``Regex``,     what :mod:`bson.json_util` writes in relaxed mode
+``Timestamp``, ...)
+=====================  ==================================================================
+
+Int64 decision: like MongoDB's relaxed Extended JSON, an ``Int64`` is written as a plain
+number, because JSON consumers (Kafka, HTTP services) expect numbers. The value is never
+lost: a JSON integer decodes to ``int`` and BSON stores an ``int`` as int32 when it fits
+and as int64 otherwise, so only the declared width of a *small* Int64 is not kept. A
+producer that needs the width sends ``{"$numberLong": "5"}``, which decodes to ``Int64``.
+Avro ``long`` fields decode to ``Int64``.
+
+Reading accepts canonical and relaxed forms (``$oid``, ``$date`` as ISO string, number or
+``$numberLong``, ``$numberDecimal``, ``$numberLong``, ``$numberInt``, ``$numberDouble``,
+``$binary`` in both the v2 and legacy ``$type`` forms, ``$uuid``, and through
+:mod:`bson.json_util` ``$regex``, ``$timestamp``, ``$minKey``, ``$maxKey``, ``$code``,
+``$symbol``, ``$dbPointer``, ``$ref``/``$id``). Other ``$`` keys (``{"$set": ...}``) are
+ordinary keys.
+
+Speed: orjson parses and writes; the tree is walked to convert wrappers only when the
+payload contains ``"$``, and writing uses orjson's ``default`` hook, which orjson calls
+only for values it cannot write itself. Non-finite floats (NaN, infinity) are written as
+``null`` by orjson.
+
+Example:
+    >>> from bson import ObjectId
+    >>> dumps({"_id": ObjectId("65a1b2c3d4e5f60718293a4b"), "n": 1})
+    b'{"_id":{"$oid":"65a1b2c3d4e5f60718293a4b"},"n":1}'
+    >>> loads(b'{"_id":{"$oid":"65a1b2c3d4e5f60718293a4b"},"n":1}')
+    {'_id': ObjectId('65a1b2c3d4e5f60718293a4b'), 'n': 1}
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections.abc import Callable
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from bson import json_util
+from bson.binary import Binary, UuidRepresentation
+from bson.codec_options import DatetimeConversion
+from bson.datetime_ms import DatetimeMS
+from bson.decimal128 import Decimal128
+from bson.errors import BSONError
+from bson.int64 import Int64
+from bson.objectid import ObjectId
+
+from mstream.errors import DecodeError, EncodeError
+
+__all__ = ["dumps", "loads", "ms_to_datetime"]
+
+_UTC = UTC
+_EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
+_EPOCH_NAIVE = datetime(1970, 1, 1)
+_ONE_MS = timedelta(milliseconds=1)
+_DUMPS_OPTS = orjson.OPT_PASSTHROUGH_DATETIME
+
+_JSON_OPTIONS = json_util.JSONOptions(
+    json_mode=json_util.JSONMode.RELAXED,
+    tz_aware=True,
+    tzinfo=_UTC,
+    datetime_conversion=DatetimeConversion.DATETIME_AUTO,
+    uuid_representation=UuidRepresentation.UNSPECIFIED,
+)
+
+# Wrapper keys handed to bson.json_util (rare types, no fast path needed).
+_JSON_UTIL_KEYS = frozenset(
+    {
+        "$regex",
+        "$options",
+        "$timestamp",
+        "$minKey",
+        "$maxKey",
+        "$code",
+        "$scope",
+        "$symbol",
+        "$dbPointer",
+        "$ref",
+        "$id",
+        "$db",
+        "$undefined",
+    }
+)
+
+
+def ms_to_datetime(ms: int) -> datetime | DatetimeMS:
+    """Milliseconds since the Unix epoch as a UTC datetime (``DatetimeMS`` if out of range).
+
+    Args:
+        ms: milliseconds since 1970-01-01T00:00:00Z.
+
+    Returns:
+        A tz-aware UTC datetime, or a :class:`bson.datetime_ms.DatetimeMS` when the instant
+        is outside the years Python's datetime can hold.
+
+    Example:
+        >>> ms_to_datetime(1500)
+        datetime.datetime(1970, 1, 1, 0, 0, 1, 500000, tzinfo=datetime.timezone.utc)
+    """
+    try:
+        return _EPOCH + timedelta(milliseconds=ms)
+    except OverflowError:
+        return DatetimeMS(ms)
+
+
+def _datetime_json(value: datetime) -> dict[str, Any]:
+    if value.tzinfo is not None:
+        offset = value.utcoffset()
+        value = value.replace(tzinfo=None)
+        if offset:
+            value -= offset
+    if 1970 <= value.year <= 9999:
+        return {"$date": value.isoformat(timespec="milliseconds") + "Z"}
+    ms = (value - _EPOCH_NAIVE) // _ONE_MS
+    return {"$date": {"$numberLong": str(ms)}}
+
+
+def _binary_json(data: bytes, subtype: int) -> dict[str, Any]:
+    return {
+        "$binary": {"base64": base64.b64encode(data).decode("ascii"), "subType": f"{subtype:02x}"}
+    }
+
+
+def _default(value: Any) -> Any:
+    """orjson ``default`` hook: called only for values orjson cannot write natively."""
+    cls = type(value)
+    if cls is ObjectId:
+        return {"$oid": str(value)}
+    if cls is datetime or isinstance(value, datetime):
+        return _datetime_json(value)
+    if cls is Decimal128 or cls is Decimal:
+        return {"$numberDecimal": str(value)}
+    if isinstance(value, bytes | bytearray | memoryview):
+        subtype = value.subtype if isinstance(value, Binary) else 0
+        return _binary_json(bytes(value), subtype)
+    if cls is DatetimeMS:
+        return {"$date": {"$numberLong": str(int(value))}}
+    if cls is date:
+        return _datetime_json(datetime(value.year, value.month, value.day))
+    if cls is time:
+        return value.isoformat()
+    if isinstance(value, set | frozenset):
+        return list(value)
+    # Rare BSON types (Regex, Timestamp, MinKey, Code, DBRef, ...); raises TypeError when
+    # the value has no JSON form, which orjson reports as an encode error.
+    return json_util.default(value, json_options=_JSON_OPTIONS)
+
+
+def dumps(doc: Any) -> bytes:
+    """Write a document as JSON bytes with Extended JSON wrappers for MongoDB types.
+
+    Args:
+        doc: a document (any JSON-able value, MongoDB types allowed).
+
+    Returns:
+        UTF-8 JSON.
+
+    Raises:
+        EncodeError: a value has no JSON form (e.g. an object of an unknown class, a
+            non-string key, an integer wider than 64 bits).
+
+    Example:
+        >>> from datetime import UTC, datetime
+        >>> dumps({"at": datetime(2024, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)})
+        b'{"at":{"$date":"2024-01-02T03:04:05.678Z"}}'
+    """
+    try:
+        return orjson.dumps(doc, default=_default, option=_DUMPS_OPTS)
+    except orjson.JSONEncodeError as exc:
+        raise EncodeError(f"json: cannot encode document: {exc}") from exc
+
+
+def _parse_date(value: Any) -> datetime | DatetimeMS:
+    if isinstance(value, str):
+        parsed = datetime.fromisoformat(value)
+        if parsed.tzinfo is None:
+            return parsed.replace(tzinfo=_UTC)
+        if parsed.utcoffset():
+            return parsed.astimezone(_UTC)
+        return parsed if parsed.tzinfo is _UTC else parsed.replace(tzinfo=_UTC)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return ms_to_datetime(int(value))
+    raise ValueError("expected an ISO-8601 string or milliseconds since the epoch")
+
+
+def _parse_binary(value: Any, legacy_type: Any = None) -> bytes | Binary:
+    if legacy_type is not None:
+        data, subtype_hex = value, legacy_type
+    else:
+        if not isinstance(value, dict) or set(value) != {"base64", "subType"}:
+            raise ValueError('expected {"base64": ..., "subType": ...}')
+        data, subtype_hex = value["base64"], value["subType"]
+    if not isinstance(data, str) or not isinstance(subtype_hex, str):
+        raise ValueError("base64 and subType must be strings")
+    raw = base64.b64decode(data, validate=True)
+    subtype = int(subtype_hex, 16)
+    return raw if subtype == 0 else Binary(raw, subtype)
+
+
+def _parse_number_double(value: Any) -> float:
+    if not isinstance(value, str):
+        raise ValueError("expected a string")
+    return float(value)
+
+
+def _parse_number_long(value: Any) -> Int64:
+    if not isinstance(value, str):
+        raise ValueError("expected a string of digits")
+    return Int64(int(value))
+
+
+def _parse_number_int(value: Any) -> int:
+    if not isinstance(value, str):
+        raise ValueError("expected a string of digits")
+    return int(value)
+
+
+def _parse_decimal(value: Any) -> Decimal128:
+    if not isinstance(value, str):
+        raise ValueError("expected a string")
+    return Decimal128(value)
+
+
+def _parse_oid(value: Any) -> ObjectId:
+    if not isinstance(value, str):
+        raise ValueError("expected a 24-character hex string")
+    return ObjectId(value)
+
+
+def _parse_uuid(value: Any) -> Binary:
+    if not isinstance(value, str):
+        raise ValueError("expected a UUID string")
+    return Binary(uuid.UUID(value).bytes, 4)
+
+
+_SINGLE_KEY: dict[str, Callable[[Any], Any]] = {
+    "$oid": _parse_oid,
+    "$date": _parse_date,
+    "$numberDecimal": _parse_decimal,
+    "$numberLong": _parse_number_long,
+    "$numberInt": _parse_number_int,
+    "$numberDouble": _parse_number_double,
+    "$binary": _parse_binary,
+    "$uuid": _parse_uuid,
+}
+
+
+def _unwrap(obj: dict[str, Any]) -> Any:
+    """Convert one Extended JSON wrapper (children already converted); else return ``obj``."""
+    if len(obj) == 1:
+        key = next(iter(obj))
+        parser = _SINGLE_KEY.get(key)
+        if parser is not None:
+            return parser(obj[key])
+    elif len(obj) == 2 and "$binary" in obj and "$type" in obj:
+        return _parse_binary(obj["$binary"], obj["$type"])
+    if not _JSON_UTIL_KEYS.isdisjoint(obj):
+        return json_util.object_hook(obj, json_options=_JSON_OPTIONS)
+    return obj
+
+
+def _walk_dict(obj: dict[str, Any]) -> Any:
+    for key, value in obj.items():
+        if type(value) is dict:
+            obj[key] = _walk_dict(value)
+        elif type(value) is list:
+            _walk_list(value)
+    for key in obj:
+        if key[:1] == "$":
+            try:
+                return _unwrap(obj)
+            except (ValueError, TypeError, KeyError, BSONError, binascii.Error) as exc:
+                shown = orjson.dumps(obj, default=_default, option=_DUMPS_OPTS)[:120]
+                raise DecodeError(
+                    f"json: invalid Extended JSON {key} value {shown.decode()}: {exc}"
+                ) from exc
+        break  # wrappers put their $ key first
+    return obj
+
+
+def _walk_list(items: list[Any]) -> None:
+    for index, value in enumerate(items):
+        if type(value) is dict:
+            items[index] = _walk_dict(value)
+        elif type(value) is list:
+            _walk_list(value)
+
+
+def loads(payload: bytes | bytearray | memoryview | str) -> Any:
+    """Parse JSON bytes, turning Extended JSON wrappers into MongoDB types.
+
+    Args:
+        payload: UTF-8 JSON.
+
+    Returns:
+        The document; wrappers become ``ObjectId``, tz-aware UTC ``datetime``,
+        ``Decimal128``, ``Int64``, ``bytes``/``Binary``, ...
+
+    Raises:
+        DecodeError: the payload is not JSON, or a wrapper holds an invalid value.
+
+    Example:
+        >>> doc = loads(b'{"at": {"$date": "2024-01-02T03:04:05Z"}, "big": {"$numberLong": "7"}}')
+        >>> doc["at"]
+        datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+        >>> type(doc["big"]).__name__
+        'Int64'
+    """
+    if isinstance(payload, memoryview):
+        payload = payload.tobytes()
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError(f"json: invalid JSON: {exc}") from exc
+    marker: Any = b'"$' if not isinstance(payload, str) else '"$'
+    if marker in payload:
+        if type(doc) is dict:
+            return _walk_dict(doc)
+        if type(doc) is list:
+            _walk_list(doc)
+    return doc
