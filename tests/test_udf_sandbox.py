@@ -73,7 +73,7 @@ def test_environment_is_not_reachable() -> None:
 
 
 def test_infinite_loop_hits_step_limit() -> None:
-    err = assert_fails(hostile("while true do end"), "step limit exceeded")
+    err = assert_fails(hostile("while true do end", time_ms=None), "step limit exceeded")
     assert err.line == 3
 
 
@@ -96,25 +96,25 @@ def test_slow_builtin_calls_hit_time_limit() -> None:
 def test_swallowing_the_limit_with_pcall_does_not_help() -> None:
     assert_fails(
         hostile("while true do pcall(function() while true do end end) end"),
-        "step limit exceeded",
+        "(step|time) limit exceeded",
     )
     assert_fails(
         hostile("while true do xpcall(function() while true do end end, function() end) end"),
-        "step limit exceeded",
+        "(step|time) limit exceeded",
     )
 
 
 def test_coroutines_are_limited_too() -> None:
     assert_fails(
         hostile("return coroutine.wrap(function() while true do end end)()"),
-        "step limit exceeded",
+        "(step|time) limit exceeded",
     )
     assert_fails(
         hostile(
             "local co = coroutine.create(function() while true do end end)\n"
             "  while true do coroutine.resume(co) end"
         ),
-        "step limit exceeded",
+        "(step|time) limit exceeded",
     )
 
 
