@@ -2,8 +2,12 @@
 
 Usage::
 
-    mstream [--config mstream-config.toml] [--exit-when-done]   # run the service
+    mstream [--config mstream-config.toml] [--exit-when-done]   # run the service + REST API
     mstream validate --config FILE                              # check a config, run nothing
+
+The REST API listens on ``MSTREAM_API_HOST`` (default 127.0.0.1) : ``MSTREAM_API_PORT``
+(default 8719); ``MSTREAM_API_TOKEN`` makes every call but ``GET /health`` need
+``Authorization: Bearer <token>``. ``--api-host``, ``--api-port`` and ``--no-api`` override.
 
 Exit codes: 0 success, 1 a job failed (with ``--exit-when-done``), 2 bad configuration
 (one line per problem on stderr, each naming file, path and what was expected).
@@ -24,12 +28,50 @@ from mstream.logs import setup_logging
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mstream", description="mstream data streaming bridge")
-    parser.add_argument("command", nargs="?", default="run", choices=["run", "validate"], help="run (default) or validate")
-    parser.add_argument("--config", "-c", default=os.environ.get("MSTREAM_CONFIG", DEFAULT_CONFIG), help="config file (default: %(default)s)")
-    parser.add_argument("--log-level", default=None, help="error, warn, info, debug (default: MSTREAM_LOG / LOG_LEVEL / RUST_LOG or info)")
-    parser.add_argument("--exit-when-done", action="store_true", help="exit once every job has finished")
-    parser.add_argument("--progress-interval", type=float, default=5.0, help="seconds between progress lines (default: 5)")
-    parser.add_argument("--data-dir", default=None, help="embedded state directory (default: MSTREAM_DATA_DIR or [system].data_dir)")
+    parser.add_argument(
+        "command",
+        nargs="?",
+        default="run",
+        choices=["run", "validate"],
+        help="run (default) or validate",
+    )
+    parser.add_argument(
+        "--config",
+        "-c",
+        default=os.environ.get("MSTREAM_CONFIG", DEFAULT_CONFIG),
+        help="config file (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=None,
+        help="error, warn, info, debug (default: MSTREAM_LOG / LOG_LEVEL / RUST_LOG or info)",
+    )
+    parser.add_argument(
+        "--exit-when-done", action="store_true", help="exit once every job has finished"
+    )
+    parser.add_argument(
+        "--progress-interval",
+        type=float,
+        default=5.0,
+        help="seconds between progress lines (default: 5)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="embedded state directory (default: MSTREAM_DATA_DIR or [system].data_dir)",
+    )
+    parser.add_argument(
+        "--api-host",
+        default=None,
+        help="REST API bind address (default: MSTREAM_API_HOST or 127.0.0.1)",
+    )
+    parser.add_argument(
+        "--api-port",
+        type=int,
+        default=None,
+        help="REST API port (default: MSTREAM_API_PORT or 8719; 0 = any free port)",
+    )
+    parser.add_argument("--no-api", action="store_true", help="run the jobs without the REST API")
     return parser
 
 
@@ -43,17 +85,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {problem}", file=sys.stderr)
         return 2
     if args.command == "validate":
-        print(f"{args.config}: OK ({len(config.services)} services, {len(config.connectors)} connectors)")
+        counts = f"{len(config.services)} services, {len(config.connectors)} connectors"
+        print(f"{args.config}: OK ({counts})")
         return 0
     setup_logging(args.log_level)
     from mstream.service import ServiceOptions, run_service
 
-    options = ServiceOptions(
-        progress_interval=args.progress_interval,
-        exit_when_done=args.exit_when_done,
-        data_dir=args.data_dir,
-    )
     try:
+        options = ServiceOptions.from_env(
+            progress_interval=args.progress_interval,
+            exit_when_done=args.exit_when_done,
+            data_dir=args.data_dir,
+            api_host=args.api_host,
+            api_port=args.api_port,
+            api=False if args.no_api else None,
+        )
         return asyncio.run(run_service(config, options))
     except MstreamError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,7 +1,17 @@
-"""The ``mstream`` service: connectors, progress logging (and the REST API) on one IOLoop.
+"""The ``mstream`` service: connectors, the REST API and progress logging on one IOLoop.
 
-Connectors run on their own threads; the IOLoop only schedules control work and never
-blocks: stopping jobs runs in an executor.
+Connectors run on their own threads; the IOLoop only serves the API and schedules control
+work. Everything that blocks (stopping jobs, store I/O) runs in an executor.
+
+Start-up order: open the stores, load the encryption key, decrypt the stored services
+(a wrong key or tampered data stops start-up with a clear error), merge the config file's
+services, restore and start the jobs (``[system.job_lifecycle] startup_state``), then
+listen on ``MSTREAM_API_HOST:MSTREAM_API_PORT`` (default ``127.0.0.1:8719``).
+
+Example:
+    >>> opts = ServiceOptions.from_env({"MSTREAM_API_PORT": "9000", "MSTREAM_API_TOKEN": "t"})
+    >>> opts.api_port, opts.api_host, opts.api_token
+    (9000, '127.0.0.1', 't')
 """
 
 from __future__ import annotations
@@ -10,15 +20,24 @@ import asyncio
 import logging
 import os
 import signal
-from dataclasses import dataclass
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
+from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop, PeriodicCallback
 
 from mstream.config.model import Config
+from mstream.crypto import ENV_KEY, ENV_KEY_FILE, Cipher, load_key
+from mstream.errors import ConfigError
+from mstream.registry import SecretLogFilter, ServiceRegistry
 from mstream.runtime import JobManager
 from mstream.stores import Stores
 
 log = logging.getLogger("mstream")
+
+DEFAULT_API_PORT = 8719
+DEFAULT_API_HOST = "127.0.0.1"
 
 
 @dataclass
@@ -29,11 +48,55 @@ class ServiceOptions:
         progress_interval: seconds between progress log lines.
         exit_when_done: stop the process once every job has finished (finite sources).
         data_dir: where embedded state lives (``MSTREAM_DATA_DIR`` or ``[system].data_dir``).
+        api: whether to serve the REST API.
+        api_host: bind address (``MSTREAM_API_HOST``, default ``127.0.0.1``).
+        api_port: port (``MSTREAM_API_PORT``, default 8719; 0 picks a free one).
+        api_token: bearer token every API call needs (``MSTREAM_API_TOKEN``), if set.
+        max_body_size: request bodies above this many bytes get 413.
+        stop_timeout: seconds a job may take to drain when stopped.
+        environ: the environment to read keys from (``os.environ`` when omitted).
     """
 
     progress_interval: float = 5.0
     exit_when_done: bool = False
     data_dir: str | None = None
+    api: bool = True
+    api_host: str = DEFAULT_API_HOST
+    api_port: int = DEFAULT_API_PORT
+    api_token: str | None = None
+    max_body_size: int = 1024 * 1024
+    stop_timeout: float = 30.0
+    environ: Mapping[str, str] | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: object
+    ) -> ServiceOptions:
+        """Options from ``MSTREAM_API_HOST``, ``MSTREAM_API_PORT`` and ``MSTREAM_API_TOKEN``.
+
+        Raises:
+            ConfigError: ``MSTREAM_API_PORT`` is not a port number.
+        """
+        env = os.environ if environ is None else environ
+        raw_port = env.get("MSTREAM_API_PORT", "").strip() or str(DEFAULT_API_PORT)
+        try:
+            port = int(raw_port)
+        except ValueError:
+            port = -1
+        if not 0 <= port <= 65535:
+            raise ConfigError(
+                f"MSTREAM_API_PORT: expected a port number 0-65535 (got {raw_port!r})"
+            )
+        opts = cls(
+            api_host=env.get("MSTREAM_API_HOST", "").strip() or DEFAULT_API_HOST,
+            api_port=port,
+            api_token=env.get("MSTREAM_API_TOKEN") or None,
+            environ=environ,
+        )
+        for key, value in overrides.items():
+            if value is not None:
+                setattr(opts, key, value)
+        return opts
 
 
 def open_stores(config: Config, data_dir: str | None = None) -> Stores:
@@ -42,48 +105,199 @@ def open_stores(config: Config, data_dir: str | None = None) -> Stores:
     return Stores.embedded(directory)
 
 
+def open_registry(
+    config: Config, stores: Stores, environ: Mapping[str, str] | None = None
+) -> ServiceRegistry:
+    """Load the key, decrypt the stored services and merge the config file's services.
+
+    Raises:
+        ConfigError: a malformed key or an unusable key file.
+        DecryptError: stored services were written with another key, or were tampered with.
+    """
+    env = os.environ if environ is None else environ
+    key = load_key(config.system.encryption_key_path, env)
+    if env.get(ENV_KEY):
+        source = ENV_KEY
+    else:
+        source = f"key file {env.get(ENV_KEY_FILE) or config.system.encryption_key_path}"
+    registry = ServiceRegistry(stores.services, Cipher(key), key_source=source)
+    loaded = registry.load()
+    registry.apply_file(config.services, config.system.startup_state)
+    log.info(
+        "services: %d stored, %d in total (encrypted with the %s)",
+        loaded,
+        len(registry.all()),
+        source,
+    )
+    return registry
+
+
+class Service:
+    """The whole service: stores, registry, job manager and the API server.
+
+    Build it, ``await start()``, then ``await stop()`` (or ``await run()`` for both plus
+    signal handling). Tests build it twice on the same data directory to restart it.
+
+    Example:
+        >>> import asyncio, tempfile
+        >>> from mstream.config import parse_config
+        >>> d = tempfile.mkdtemp()
+        >>> cfg = parse_config({"system": {"data_dir": d, "encryption_key_path": d + "/k"}})
+        >>> async def demo():
+        ...     svc = Service(cfg, ServiceOptions(api_port=0))
+        ...     await svc.start(); port = svc.port; await svc.stop()
+        ...     return port > 0
+        >>> asyncio.run(demo())
+        True
+    """
+
+    def __init__(self, config: Config, options: ServiceOptions | None = None) -> None:
+        self.config = config
+        self.options = options or ServiceOptions()
+        self.stores: Stores | None = None
+        self.registry: ServiceRegistry | None = None
+        self.manager: JobManager | None = None
+        self.server: HTTPServer | None = None
+        self.port: int | None = None
+        self.executor = ThreadPoolExecutor(16, thread_name_prefix="mstream-api")
+        self._callbacks: list[PeriodicCallback] = []
+        self._log_filter: SecretLogFilter | None = None
+
+    @property
+    def url(self) -> str:
+        """The API's base URL."""
+        host = self.options.api_host
+        shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+        return f"http://{shown}:{self.port}"
+
+    async def start(self) -> None:
+        """Open state, restore services and jobs, and start serving.
+
+        Raises:
+            ConfigError: bad key, bad options, or the API port cannot be bound.
+            StoreError: the state store cannot be opened or decrypted.
+        """
+        loop = IOLoop.current()
+        opts = self.options
+        self.stores = await loop.run_in_executor(
+            self.executor, open_stores, self.config, opts.data_dir
+        )
+        try:
+            self.registry = await loop.run_in_executor(
+                self.executor, open_registry, self.config, self.stores, opts.environ
+            )
+        except BaseException:
+            self.stores.close()
+            raise
+        self._log_filter = SecretLogFilter(self.registry)
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(self._log_filter)
+        self.manager = JobManager(self.config, self.stores, registry=self.registry)
+        started = await loop.run_in_executor(self.executor, self.manager.bootstrap, None)
+        log.info(
+            "mstream started: %d job(s), %d running (startup_state = %s) from %s",
+            len(self.manager.connectors) + len(self.manager.broken),
+            len(started),
+            self.config.system.startup_state,
+            self.config.path,
+        )
+        if opts.api:
+            from mstream.api import ApiContext, make_app, start_server
+
+            ctx = ApiContext(
+                self.manager,
+                executor=self.executor,
+                token=opts.api_token,
+                max_body_size=opts.max_body_size,
+                stop_timeout=opts.stop_timeout,
+            )
+            try:
+                self.server, self.port = start_server(make_app(ctx), opts.api_host, opts.api_port)
+            except OSError as exc:
+                await self.stop()
+                raise ConfigError(
+                    f"cannot listen on {opts.api_host}:{opts.api_port} ({exc.strerror}); "
+                    "set MSTREAM_API_PORT / MSTREAM_API_HOST"
+                ) from None
+            log.info(
+                "API listening on %s%s",
+                self.url,
+                " (bearer token required)" if opts.api_token else "",
+            )
+        self._callbacks = [
+            PeriodicCallback(self.manager.sample, 1000),
+            PeriodicCallback(
+                lambda: log.info(
+                    "progress: %s", self.manager.progress_line() if self.manager else ""
+                ),
+                opts.progress_interval * 1000,
+            ),
+        ]
+        for callback in self._callbacks:
+            callback.start()
+
+    async def stop(self) -> None:
+        """Stop serving, drain every job (their desired states are kept) and close the stores."""
+        for callback in self._callbacks:
+            callback.stop()
+        self._callbacks = []
+        if self.server is not None:
+            self.server.stop()
+            await self.server.close_all_connections()
+            self.server = None
+        loop = IOLoop.current()
+        if self.manager is not None:
+            log.info("mstream stopping: draining jobs")
+            await loop.run_in_executor(
+                self.executor, lambda: self.manager.stop_all() if self.manager else None
+            )
+            self.manager.sample()
+            log.info("final: %s", self.manager.progress_line())
+        if self.stores is not None:
+            await loop.run_in_executor(self.executor, self.stores.close)
+            self.stores = None
+        if self._log_filter is not None:
+            for handler in logging.getLogger().handlers:
+                handler.removeFilter(self._log_filter)
+            self._log_filter = None
+        self.executor.shutdown(wait=False)
+
+    async def run(self) -> int:
+        """Start, wait for SIGINT/SIGTERM (or every job done), stop; returns an exit code."""
+        loop = IOLoop.current()
+        finished = asyncio.Event()
+
+        def request_stop(*_: object) -> None:
+            loop.add_callback(finished.set)
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                asyncio.get_running_loop().add_signal_handler(sig, request_stop)
+            except (NotImplementedError, RuntimeError):
+                signal.signal(sig, lambda *_: loop.add_callback_from_signal(finished.set))
+
+        await self.start()
+        assert self.manager is not None
+        manager = self.manager
+        watcher = None
+        if self.options.exit_when_done:
+
+            def check_done() -> None:
+                if manager.all_finished():
+                    finished.set()
+
+            watcher = PeriodicCallback(check_done, 200)
+            watcher.start()
+        try:
+            await finished.wait()
+        finally:
+            if watcher is not None:
+                watcher.stop()
+            await self.stop()
+        failed = [c.name for c in manager.connectors.values() if c.state == "failed"]
+        return 1 if failed and self.options.exit_when_done else 0
+
+
 async def run_service(config: Config, options: ServiceOptions | None = None) -> int:
     """Run the service until SIGINT/SIGTERM (or until every job is done); returns an exit code."""
-    opts = options or ServiceOptions()
-    loop = IOLoop.current()
-    stores = open_stores(config, opts.data_dir)
-    manager = JobManager(config, stores)
-    finished = asyncio.Event()
-
-    def request_stop(*_: object) -> None:
-        loop.add_callback(finished.set)
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            asyncio.get_running_loop().add_signal_handler(sig, request_stop)
-        except (NotImplementedError, RuntimeError):
-            signal.signal(sig, lambda *_: loop.add_callback_from_signal(finished.set))
-
-    manager.start_enabled()
-    log.info("mstream started: %d job(s) from %s", len(manager.connectors), config.path)
-
-    sampler = PeriodicCallback(manager.sample, 1000)
-    sampler.start()
-    progress = PeriodicCallback(lambda: log.info("progress: %s", manager.progress_line()), opts.progress_interval * 1000)
-    progress.start()
-
-    def check_done() -> None:
-        if manager.all_finished():
-            finished.set()
-
-    watcher = PeriodicCallback(check_done, 200) if opts.exit_when_done else None
-    if watcher is not None:
-        watcher.start()
-    try:
-        await finished.wait()
-    finally:
-        for callback in (sampler, progress, watcher):
-            if callback is not None:
-                callback.stop()
-        log.info("mstream stopping: draining jobs")
-        await loop.run_in_executor(None, manager.stop_all)
-        manager.sample()
-        log.info("final: %s", manager.progress_line())
-        stores.close()
-    failed = [c.name for c in manager.connectors.values() if c.state == "failed"]
-    return 1 if failed and opts.exit_when_done else 0
+    return await Service(config, options).run()

@@ -1,44 +1,119 @@
-"""The job manager: owns the connectors of a process, their lifecycle and their counters.
+"""The job manager: owns the connectors of a process, their lifecycle, persistence and services.
 
-The manager's methods that block (stop, restart) run off the IOLoop; the API and the CLI
-call them through an executor.
+Job definitions (``ConnectorConfig.to_dict()``) are kept in the job store with their
+*desired state* (``running`` or ``stopped``, set only by a user action: create, stop,
+restart) and their last observed state. At start-up :meth:`JobManager.bootstrap` combines
+the store with the config file according to ``[system.job_lifecycle] startup_state``:
+
+* ``force_from_file``: the file wins; stored jobs are replaced by the file's connectors.
+* ``seed_from_file`` (default): stored jobs (including ones created through the API) are
+  restored; a file connector is added only when the store has no job with its name.
+* ``keep``: only stored jobs; the file's connectors are used only on the first start (when
+  the store holds no job at all).
+
+Restored jobs whose desired state is ``stopped`` stay stopped; ones that had completed stay
+completed; the others start again and resume from their checkpoint. A stored job that no
+longer validates (say its service was removed) is listed as failed with the reason and
+never affects the others.
+
+The methods that block (stop, restart, delete, store I/O) run off the IOLoop; the API and
+the CLI call them through an executor.
 
 Example:
     >>> from mstream.config import parse_config
     >>> from mstream.stores import Stores
+    >>> import tempfile
     >>> cfg = parse_config({
     ...     "services": [{"name": "gen", "provider": "generator", "count": 10},
-    ...                  {"name": "out", "provider": "file", "base_dir": __import__("tempfile").mkdtemp()}],
+    ...                  {"name": "out", "provider": "file", "base_dir": tempfile.mkdtemp()}],
     ...     "connectors": [{"name": "demo", "source": {"service_name": "gen",
     ...         "resource": "counter", "output_encoding": "json"},
-    ...         "sinks": [{"service_name": "out", "resource": "o.jsonl", "output_encoding": "json"}]}]})
+    ...         "sinks": [{"service_name": "out", "resource": "o.jsonl",
+    ...                    "output_encoding": "json"}]}]})
     >>> m = JobManager(cfg, Stores.in_memory())
     >>> m.start_enabled(); m.wait_all(10)
     True
     >>> m.get("demo").counters.events_out
     10
+    >>> m.jobs_using("out")
+    ['demo']
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
 
 from mstream.config.model import Config, ConnectorConfig, ServiceConfig
-from mstream.errors import ConflictError, NotFoundError
-from mstream.runtime.connector import Connector
+from mstream.config.schema import parse_connector, parse_service
+from mstream.errors import ConfigError, ConflictError, MstreamError, NotFoundError
+from mstream.registry import ServiceRegistry
+from mstream.runtime.connector import (
+    COMPLETED,
+    CREATED,
+    FAILED,
+    RUNNING,
+    STOPPED,
+    STOPPING,
+    Connector,
+)
 from mstream.stores import Stores
 
 log = logging.getLogger("mstream.jobs")
 
+DESIRED_RUNNING = "running"
+DESIRED_STOPPED = "stopped"
+STARTUP_STATES = ("force_from_file", "seed_from_file", "keep")
+
+
+class BrokenJob:
+    """A stored job whose definition no longer validates; shown as failed, never run.
+
+    Attributes:
+        name: the job name.
+        definition: the stored definition, as stored.
+        reason: why it cannot run (the validation problems).
+    """
+
+    def __init__(
+        self, name: str, definition: dict[str, Any], reason: str, record: Mapping[str, Any]
+    ) -> None:
+        self.name = name
+        self.definition = definition
+        self.reason = reason
+        self.record = dict(record)
+
+    def service_names(self) -> set[str]:
+        """Service names the raw definition mentions (best effort)."""
+        names: set[str] = set()
+
+        def visit(value: Any) -> None:
+            if isinstance(value, Mapping):
+                sn = value.get("service_name")
+                if isinstance(sn, str):
+                    names.add(sn)
+                for item in value.values():
+                    visit(item)
+            elif isinstance(value, list):
+                for item in value:
+                    visit(item)
+
+        visit(self.definition)
+        return names
+
 
 class JobManager:
-    """Creates, starts, stops and restarts connectors; a failing one never affects others.
+    """Creates, starts, stops, restarts and deletes jobs; a failing one never affects others.
 
     Args:
         config: the loaded configuration (its services and connectors).
         stores: checkpoint, job and service stores.
+        registry: the service registry (an in-memory one holding the config's services when
+            omitted).
         on_change: called after any connector changes state.
         max_restarts: restarts after transport failures before a job is marked failed.
     """
@@ -48,45 +123,245 @@ class JobManager:
         config: Config,
         stores: Stores,
         *,
+        registry: ServiceRegistry | None = None,
         on_change: Callable[[Connector], None] | None = None,
         max_restarts: int = 5,
     ) -> None:
         self.config = config
         self.max_restarts = max_restarts
         self.stores = stores
-        self.services: dict[str, ServiceConfig] = {s.name: s for s in config.services}
+        self.registry = (
+            registry if registry is not None else ServiceRegistry.in_memory(config.services)
+        )
         self.connectors: dict[str, Connector] = {}
+        self.broken: dict[str, BrokenJob] = {}
         self.on_change = on_change
+        self._desired: dict[str, str] = {}
+        self._origin: dict[str, str] = {}
+        self._created: dict[str, float] = {}
         self._lock = threading.RLock()
+        self._job_locks: dict[str, threading.Lock] = {}
 
-    def create(self, definition: ConnectorConfig, *, start: bool = True) -> Connector:
-        """Create (and start) a connector.
+    # -- services ------------------------------------------------------------------------
+
+    @property
+    def services(self) -> dict[str, ServiceConfig]:
+        """Every service by name (a snapshot)."""
+        return self.registry.all()
+
+    def create_service(self, raw: Any) -> ServiceConfig:
+        """Validate a service definition (as in ``[[services]]``) and add it.
 
         Raises:
-            ConflictError: a running connector already has that name.
+            ConfigError: invalid definition (one ``path: message`` line per problem).
+            ConflictError: a service with that name exists.
+        """
+        service = parse_service(raw, "")
+        self.registry.add(service, origin="api")
+        return service
+
+    def delete_service(self, name: str) -> ServiceConfig:
+        """Remove a service that no job uses.
+
+        Every job the manager holds counts as a user - running, stopped, completed or failed
+        - because any of them can be restarted; delete the job first to free the service.
+
+        Raises:
+            NotFoundError: no such service.
+            ConflictError: jobs use it (they are named in the message).
+        """
+        self.registry.get(name)
+        users = self.jobs_using(name)
+        if users:
+            raise ConflictError(
+                f"service {name!r} is used by job(s) {', '.join(users)}; delete those jobs first"
+            )
+        return self.registry.remove(name)
+
+    def jobs_using(self, service_name: str) -> list[str]:
+        """Names of the jobs (in any state) whose definition uses ``service_name``."""
+        with self._lock:
+            users = [
+                n for n, c in self.connectors.items() if service_name in c.config.service_names()
+            ]
+            users += [n for n, b in self.broken.items() if service_name in b.service_names()]
+        return sorted(users)
+
+    # -- persistence ---------------------------------------------------------------------
+
+    def _record(self, name: str) -> dict[str, Any]:
+        connector = self.connectors[name]
+        return {
+            "definition": connector.config.to_dict(),
+            "desired_state": self._desired.get(name, DESIRED_RUNNING),
+            "origin": self._origin.get(name, "api"),
+            "created_at": self._created.get(name, time.time()),
+            "last_state": connector.state,
+            "reason": connector.reason,
+            "started_at": connector.started_at,
+            "stopped_at": connector.stopped_at,
+        }
+
+    def _persist(self, name: str) -> None:
+        with self._lock:
+            if name not in self.connectors:
+                return
+            record = self._record(name)
+        self.stores.jobs.put(name, record)
+
+    def _changed(self, connector: Connector) -> None:
+        with self._lock:
+            current = self.connectors.get(connector.name) is connector
+        if current and connector.state in (RUNNING, STOPPED, COMPLETED, FAILED):
+            try:
+                self._persist(connector.name)
+            except MstreamError as exc:
+                log.warning("job %s: state not saved: %s", connector.name, exc)
+        if self.on_change is not None:
+            self.on_change(connector)
+
+    @contextmanager
+    def _job_lock(self, name: str) -> Iterator[None]:
+        with self._lock:
+            lock = self._job_locks.setdefault(name, threading.Lock())
+        with lock:
+            yield
+
+    def _new_connector(self, definition: ConnectorConfig) -> Connector:
+        return Connector(
+            definition,
+            self.services,
+            self.stores.checkpoints,
+            on_change=self._changed,
+            max_restarts=self.max_restarts,
+        )
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def create(
+        self,
+        definition: ConnectorConfig,
+        *,
+        start: bool = True,
+        origin: str = "api",
+        persist: bool = True,
+    ) -> Connector:
+        """Create (and start) a job.
+
+        Raises:
+            ConflictError: a job with that name exists (delete it first to replace it).
         """
         with self._lock:
-            existing = self.connectors.get(definition.name)
-            if existing is not None and existing.running:
-                raise ConflictError(f"job {definition.name!r} is already running")
-            connector = Connector(
-                definition,
-                self.services,
-                self.stores.checkpoints,
-                on_change=self.on_change,
-                max_restarts=self.max_restarts,
-            )
+            if definition.name in self.connectors or definition.name in self.broken:
+                raise ConflictError(f"job {definition.name!r} already exists")
+            connector = self._new_connector(definition)
             self.connectors[definition.name] = connector
+            self._desired[definition.name] = DESIRED_RUNNING if start else DESIRED_STOPPED
+            self._origin[definition.name] = origin
+            self._created[definition.name] = time.time()
+        if not start:
+            connector.state = STOPPED
+        if persist:
+            self._persist(definition.name)
         if start:
             connector.start()
             log.info("job %s started", definition.name)
         return connector
 
+    def create_from_dict(self, raw: Any) -> Connector:
+        """Validate a connector definition (as in ``[[connectors]]``), then create and start it.
+
+        Raises:
+            ConfigError: invalid definition (one ``path: message`` line per problem).
+            ConflictError: a job with that name exists.
+        """
+        definition = parse_connector(raw, self.services, "")
+        return self.create(definition, start=True, origin="api")
+
     def start_enabled(self) -> None:
-        """Create and start every enabled connector of the config."""
+        """Create and start every enabled connector of the config (no job store involved)."""
         for definition in self.config.connectors:
             if definition.enabled:
-                self.create(definition)
+                self.create(definition, origin="file")
+
+    def bootstrap(self, startup_state: str | None = None) -> list[str]:
+        """Restore and start jobs from the job store and the config file.
+
+        Args:
+            startup_state: ``force_from_file``, ``seed_from_file`` or ``keep`` (default:
+                ``[system.job_lifecycle] startup_state``).
+
+        Returns:
+            The names of the jobs started.
+        """
+        mode = startup_state or self.config.system.startup_state
+        if mode not in STARTUP_STATES:
+            raise ConfigError(
+                f"startup_state: must be one of {', '.join(STARTUP_STATES)} (got {mode!r})"
+            )
+        stored = self.stores.jobs.all()
+        file_jobs = {c.name: c for c in self.config.connectors}
+        plan: list[tuple[str, ConnectorConfig | None, dict[str, Any] | None]] = []
+        if mode == "force_from_file":
+            for name in stored:
+                if name not in file_jobs:
+                    self.stores.jobs.delete(name)
+                    log.info(
+                        "job %s: removed from the job store (startup_state = force_from_file)", name
+                    )
+            plan = [(name, c, None) for name, c in file_jobs.items()]
+        elif mode == "seed_from_file" or (mode == "keep" and not stored):
+            plan = [(name, None, record) for name, record in stored.items()]
+            plan += [(name, c, None) for name, c in file_jobs.items() if name not in stored]
+        else:
+            plan = [(name, None, record) for name, record in stored.items()]
+
+        started: list[str] = []
+        for name, from_file, record in plan:
+            try:
+                if from_file is not None:
+                    self.create(from_file, start=from_file.enabled, origin="file")
+                    if from_file.enabled:
+                        started.append(name)
+                elif record is not None and self._restore(name, record):
+                    started.append(name)
+            except MstreamError as exc:  # one bad job never stops the others
+                log.error("job %s: not started: %s", name, exc)
+        return started
+
+    def _restore(self, name: str, record: Mapping[str, Any]) -> bool:
+        raw = record.get("definition")
+        try:
+            definition = parse_connector(raw, self.services, "")
+        except ConfigError as exc:
+            reason = "stored definition is no longer valid: " + "; ".join(exc.problems)
+            with self._lock:
+                self.broken[name] = BrokenJob(
+                    name, dict(raw) if isinstance(raw, Mapping) else {}, reason, record
+                )
+            log.error("job %s: %s", name, reason)
+            return False
+        desired = record.get("desired_state", DESIRED_RUNNING)
+        last = record.get("last_state")
+        run = desired == DESIRED_RUNNING and last != COMPLETED
+        with self._lock:
+            if name in self.connectors:
+                raise ConflictError(f"job {name!r} already exists")
+            connector = self._new_connector(definition)
+            self.connectors[name] = connector
+            self._desired[name] = DESIRED_STOPPED if desired == DESIRED_STOPPED else DESIRED_RUNNING
+            self._origin[name] = str(record.get("origin", "api"))
+            self._created[name] = float(record.get("created_at") or time.time())
+        if run:
+            connector.start()
+            log.info("job %s restored and started (resumes from its checkpoint)", name)
+            return True
+        connector.state = COMPLETED if last == COMPLETED and desired == DESIRED_RUNNING else STOPPED
+        connector.reason = record.get("reason") if connector.state == COMPLETED else None
+        connector.started_at = record.get("started_at")
+        connector.stopped_at = record.get("stopped_at")
+        log.info("job %s restored (%s)", name, connector.state)
+        return False
 
     def get(self, name: str) -> Connector:
         """The connector called ``name``.
@@ -96,39 +371,114 @@ class JobManager:
         """
         with self._lock:
             connector = self.connectors.get(name)
+            broken = name in self.broken
         if connector is None:
+            if broken:
+                raise ConflictError(f"job {name!r} cannot run: {self.broken[name].reason}")
             raise NotFoundError(f"job {name!r} not found")
         return connector
 
+    def exists(self, name: str) -> bool:
+        """Whether a job (runnable or broken) called ``name`` exists."""
+        with self._lock:
+            return name in self.connectors or name in self.broken
+
     def stop(self, name: str, *, drain: bool = True, timeout: float = 30.0) -> Connector:
-        """Stop a job (blocking; drains in-flight events first)."""
-        connector = self.get(name)
-        connector.stop(drain=drain, timeout=timeout)
+        """Stop a job (blocking; drains in-flight events and saves the final checkpoint).
+
+        Stopping a job that is not running is allowed; it only records that the user
+        wants it stopped (it then stays stopped across process restarts).
+        """
+        with self._job_lock(name):
+            connector = self.get(name)
+            with self._lock:
+                self._desired[name] = DESIRED_STOPPED
+            connector.stop(drain=drain, timeout=timeout)
+            if connector.state == CREATED:
+                connector.state = STOPPED
+            self._persist(name)
+            log.info("job %s stopped by request (%s)", name, connector.state)
         return connector
 
     def restart(self, name: str, *, timeout: float = 30.0) -> Connector:
-        """Stop (draining) and start a job again; it resumes from its checkpoint."""
-        old = self.get(name)
-        old.stop(timeout=timeout)
-        with self._lock:
-            fresh = Connector(
-                old.config,
-                self.services,
-                self.stores.checkpoints,
-                on_change=self.on_change,
-                max_restarts=self.max_restarts,
-            )
-            self.connectors[name] = fresh
-        fresh.start()
+        """Stop (draining) and start a job again; it resumes from its checkpoint.
+
+        A stored job that could not be restored is validated again (its services may be
+        back).
+
+        Raises:
+            NotFoundError: no such job.
+            ConflictError: the job's definition is still invalid, or it did not stop in time.
+        """
+        with self._job_lock(name):
+            with self._lock:
+                broken = self.broken.get(name)
+            if broken is not None:
+                try:
+                    definition = parse_connector(broken.definition, self.services, "")
+                except ConfigError as exc:
+                    raise ConflictError(
+                        f"job {name!r} cannot run: " + "; ".join(exc.problems)
+                    ) from None
+                with self._lock:
+                    del self.broken[name]
+                    self._created.setdefault(
+                        name, float(broken.record.get("created_at") or time.time())
+                    )
+                    self._origin.setdefault(name, str(broken.record.get("origin", "api")))
+            else:
+                old = self.get(name)
+                if not old.stop(timeout=timeout):
+                    raise ConflictError(
+                        f"job {name!r} did not stop within {timeout:.0f}s; try again"
+                    )
+                definition = old.config
+            with self._lock:
+                fresh = self._new_connector(definition)
+                self.connectors[name] = fresh
+                self._desired[name] = DESIRED_RUNNING
+            self._persist(name)
+            fresh.start()
+            log.info("job %s restarted (resumes from its checkpoint)", name)
         return fresh
 
+    def delete(self, name: str, *, keep_checkpoints: bool = False) -> None:
+        """Delete a job that is not running (and, unless kept, its checkpoints).
+
+        Raises:
+            NotFoundError: no such job.
+            ConflictError: the job is running; stop it first.
+        """
+        with self._job_lock(name):
+            with self._lock:
+                connector = self.connectors.get(name)
+                if connector is None and name not in self.broken:
+                    raise NotFoundError(f"job {name!r} not found")
+                if connector is not None and (
+                    connector.running or connector.state in (RUNNING, STOPPING)
+                ):
+                    raise ConflictError(
+                        f"job {name!r} is {connector.state}; stop it before deleting it"
+                    )
+                self.connectors.pop(name, None)
+                self.broken.pop(name, None)
+                for table in (self._desired, self._origin, self._created):
+                    table.pop(name, None)
+            self.stores.jobs.delete(name)
+            if not keep_checkpoints:
+                self.stores.checkpoints.delete(name)
+            log.info("job %s deleted", name)
+
     def stop_all(self, *, drain: bool = True, timeout: float = 30.0) -> None:
-        """Stop every job (signals them all first, then waits)."""
+        """Stop every job (signals them all first, then waits). Desired states are kept, so
+        the jobs that were running start again with the next process."""
         with self._lock:
             connectors = list(self.connectors.values())
         waits = []
         for connector in connectors:
-            thread = threading.Thread(target=connector.stop, kwargs={"drain": drain, "timeout": timeout})
+            thread = threading.Thread(
+                target=connector.stop, kwargs={"drain": drain, "timeout": timeout}
+            )
             thread.start()
             waits.append(thread)
         for thread in waits:
@@ -144,6 +494,73 @@ class JobManager:
         """Whether no job is running any more."""
         with self._lock:
             return all(not c.running for c in self.connectors.values())
+
+    # -- views ---------------------------------------------------------------------------
+
+    def describe(self, name: str, *, definition: bool = True) -> dict[str, Any]:
+        """A job's state, times, counters (and definition), JSON-ready.
+
+        Raises:
+            NotFoundError: no such job.
+        """
+        with self._lock:
+            connector = self.connectors.get(name)
+            broken = self.broken.get(name)
+            desired = self._desired.get(name, DESIRED_RUNNING)
+            origin = self._origin.get(name, "api")
+        if connector is not None:
+            out = connector.status()
+            out["desired_state"] = desired
+            out["origin"] = origin
+            out["services"] = sorted(connector.config.service_names())
+            if definition:
+                out["definition"] = connector.config.to_dict()
+            return out
+        if broken is not None:
+            out = {
+                "name": name,
+                "state": FAILED,
+                "reason": broken.reason,
+                "started_at": broken.record.get("started_at"),
+                "stopped_at": broken.record.get("stopped_at"),
+                "restarts": 0,
+                "counters": self._zero_counters(),
+                "desired_state": broken.record.get("desired_state", DESIRED_RUNNING),
+                "origin": broken.record.get("origin", "api"),
+                "services": sorted(broken.service_names()),
+            }
+            if definition:
+                out["definition"] = broken.definition
+            return out
+        raise NotFoundError(f"job {name!r} not found")
+
+    @staticmethod
+    def _zero_counters() -> dict[str, Any]:
+        from mstream.core import ConnectorCounters
+
+        return ConnectorCounters().snapshot()
+
+    def list_jobs(self) -> list[dict[str, Any]]:
+        """Every job (without definitions), sorted by name."""
+        with self._lock:
+            names = sorted(set(self.connectors) | set(self.broken))
+        out = []
+        for name in names:
+            try:
+                out.append(self.describe(name, definition=False))
+            except NotFoundError:  # deleted meanwhile
+                continue
+        return out
+
+    def checkpoints(self, name: str, limit: int = 50) -> list[dict[str, Any]]:
+        """A job's checkpoint history, newest first.
+
+        Raises:
+            NotFoundError: no such job.
+        """
+        if not self.exists(name):
+            raise NotFoundError(f"job {name!r} not found")
+        return [c.to_dict() for c in self.stores.checkpoints.history(name, limit)]
 
     def progress_line(self) -> str:
         """One line with every job's counters, for the periodic progress log."""

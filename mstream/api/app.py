@@ -1,0 +1,106 @@
+"""The Tornado application: routes, the HTTP server and its listening sockets.
+
+Example:
+    >>> from mstream.config import parse_config
+    >>> from mstream.runtime import JobManager
+    >>> from mstream.stores import Stores
+    >>> app = make_app(ApiContext(JobManager(parse_config({}), Stores.in_memory())))
+    >>> [path for path, _ in ROUTES][:3]
+    ['/', '/health', '/metrics']
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
+from tornado.web import Application, RequestHandler
+
+from mstream.api.base import DISCARD_LIMIT, ApiContext
+from mstream.api.handlers import (
+    HealthHandler,
+    JobCheckpointsHandler,
+    JobHandler,
+    JobRestartHandler,
+    JobsHandler,
+    JobStopHandler,
+    MetricsHandler,
+    NotFoundHandler,
+    OpenApiHandler,
+    RootHandler,
+    ServiceHandler,
+    ServicesHandler,
+)
+
+ROUTES: list[tuple[str, type[RequestHandler]]] = [
+    ("/", RootHandler),
+    ("/health", HealthHandler),
+    ("/metrics", MetricsHandler),
+    ("/openapi.json", OpenApiHandler),
+    ("/jobs", JobsHandler),
+    ("/jobs/{name}", JobHandler),
+    ("/jobs/{name}/stop", JobStopHandler),
+    ("/jobs/{name}/restart", JobRestartHandler),
+    ("/jobs/{name}/checkpoints", JobCheckpointsHandler),
+    ("/services", ServicesHandler),
+    ("/services/{name}", ServiceHandler),
+]
+"""The API's routes in OpenAPI notation (``{name}`` is one path segment)."""
+
+
+def dashboard_dir() -> Path | None:
+    """The dashboard's static folder (``mstream.ui.STATIC_DIR``) when it exists."""
+    try:
+        from mstream import ui  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    static = getattr(ui, "STATIC_DIR", None)
+    return Path(static) if static is not None and Path(static).is_dir() else None
+
+
+def make_app(ctx: ApiContext, *, static_dir: Path | None = None, **settings: Any) -> Application:
+    """The Tornado application of the REST API.
+
+    Args:
+        ctx: the handlers' dependencies.
+        static_dir: the dashboard's folder (default: :func:`dashboard_dir`); when it holds
+            files they are served under ``/static/``.
+        settings: extra Tornado application settings.
+    """
+    from tornado.web import StaticFileHandler
+
+    static = static_dir if static_dir is not None else dashboard_dir()
+    handlers: list[Any] = []
+    for path, handler in ROUTES:
+        pattern = path.replace("{name}", "([^/]+)").replace(".", r"\.")
+        kwargs: dict[str, Any] = {"ctx": ctx}
+        if handler is RootHandler:
+            kwargs["static_dir"] = static
+        handlers.append((pattern, handler, kwargs))
+    if static is not None:
+        handlers.append((r"/static/(.*)", StaticFileHandler, {"path": str(static)}))
+    return Application(
+        handlers,
+        default_handler_class=NotFoundHandler,
+        default_handler_args={"ctx": ctx},
+        compress_response=False,
+        serve_traceback=False,
+        **settings,
+    )
+
+
+def start_server(app: Application, host: str, port: int) -> tuple[HTTPServer, int]:
+    """Listen on ``host:port`` (port 0 picks a free one); returns the server and its port.
+
+    Raises:
+        OSError: the address cannot be bound.
+    """
+    sockets = bind_sockets(
+        port, host, family=socket.AF_INET if host and ":" not in host else socket.AF_UNSPEC
+    )
+    server = HTTPServer(app, max_body_size=DISCARD_LIMIT, idle_connection_timeout=60)
+    server.add_sockets(sockets)
+    return server, int(sockets[0].getsockname()[1])

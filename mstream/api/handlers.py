@@ -1,0 +1,226 @@
+"""The REST API's handlers: jobs, services, checkpoints, health, metrics, OpenAPI.
+
+Blocking work (stopping and restarting jobs, store reads and writes, encryption) runs in
+the context's executor; the IOLoop only parses, dispatches and writes.
+
+Example:
+    >>> sorted(m for m in ("get", "post", "delete") if m in JobsHandler.__dict__)
+    ['get', 'post']
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from mstream.api.base import ApiError, ApiHandler
+from mstream.api.metrics import metrics_registry
+from mstream.api.openapi import openapi_document
+
+NAME_HINT = "names are 1-100 characters: letters, digits, '_', '.', '-'"
+
+
+class RootHandler(ApiHandler):
+    """``GET /``: the dashboard when ``ui/static/index.html`` exists, else a JSON pointer."""
+
+    open_access = True
+
+    def initialize(self, ctx: Any, static_dir: Path | None = None) -> None:
+        """Receive the context and the dashboard's folder (if any)."""
+        super().initialize(ctx)
+        self.static_dir = static_dir
+
+    def get(self) -> None:
+        """Serve the dashboard or describe the API."""
+        if self.static_dir is not None and (self.static_dir / "index.html").is_file():
+            self.set_header("Content-Type", "text/html; charset=utf-8")
+            self.finish((self.static_dir / "index.html").read_bytes())
+            return
+        self.send_json(
+            {
+                "name": "mstream",
+                "api": {
+                    "openapi": "/openapi.json",
+                    "jobs": "/jobs",
+                    "services": "/services",
+                    "health": "/health",
+                    "metrics": "/metrics",
+                },
+                "dashboard": "not installed",
+            }
+        )
+
+
+class HealthHandler(ApiHandler):
+    """``GET /health``: 200 when the loop and the stores answer, 503 otherwise."""
+
+    open_access = True
+
+    async def get(self) -> None:
+        """Probe the stores off the loop (with a timeout)."""
+        stores = self.manager.stores
+
+        def probe() -> None:
+            stores.checkpoints.latest("__health__")
+            stores.jobs.get("__health__")
+            stores.services.get("__health__")
+
+        try:
+            await asyncio.wait_for(self.blocking(probe), timeout=5.0)
+        except (ApiError, TimeoutError) as exc:
+            reason = exc.message if isinstance(exc, ApiError) else "stores did not answer within 5s"
+            raise ApiError(503, f"unhealthy: {reason}") from None
+        states: dict[str, int] = {}
+        for job in self.manager.list_jobs():
+            states[job["state"]] = states.get(job["state"], 0) + 1
+        self.send_json(
+            {
+                "status": "ok",
+                "uptime_sec": round(time.time() - self.ctx.started_at, 1),
+                "jobs": states,
+            }
+        )
+
+
+class MetricsHandler(ApiHandler):
+    """``GET /metrics``: every job's counters in the Prometheus text format."""
+
+    def get(self) -> None:
+        """Render the metrics (in-memory counters only: cheap enough for the loop)."""
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.finish(generate_latest(metrics_registry(self.manager)))
+
+
+class OpenApiHandler(ApiHandler):
+    """``GET /openapi.json``: the OpenAPI 3.1 document of this API."""
+
+    def get(self) -> None:
+        """Return the document."""
+        self.send_json(openapi_document())
+
+
+class JobsHandler(ApiHandler):
+    """``GET /jobs`` (all jobs) and ``POST /jobs`` (create and start one)."""
+
+    def get(self) -> None:
+        """Every job with state, reason, times and counters."""
+        self.send_json({"jobs": self.manager.list_jobs()})
+
+    async def post(self) -> None:
+        """Validate the body like a ``[[connectors]]`` entry, create and start the job."""
+        body = self.json_object()
+        connector = await self.blocking(self.manager.create_from_dict, body)
+        self.set_header("Location", f"/jobs/{connector.name}")
+        self.send_json(self.call(self.manager.describe, connector.name), 201)
+
+
+class JobHandler(ApiHandler):
+    """``GET /jobs/{name}`` (definition, state, counters) and ``DELETE /jobs/{name}``."""
+
+    def get(self, name: str) -> None:
+        """One job."""
+        self.send_json(self.call(self.manager.describe, name))
+
+    async def delete(self, name: str) -> None:
+        """Delete a job that is not running, with its checkpoints (409 while it runs)."""
+        keep = self.get_query_argument("keep_checkpoints", "false").lower() in ("1", "true", "yes")
+        await self.blocking(self.manager.delete, name, keep_checkpoints=keep)
+        self.set_status(204)
+        self.clear_header("Content-Type")
+        self.finish()
+
+
+class JobStopHandler(ApiHandler):
+    """``POST /jobs/{name}/stop``: drain in-flight events, save the checkpoint, stop."""
+
+    async def post(self, name: str) -> None:
+        """Stop (blocking work in the executor) and return the job."""
+        self.call(self.manager.describe, name, definition=False)
+        await self.blocking(self.manager.stop, name, timeout=self.ctx.stop_timeout)
+        self.send_json(self.call(self.manager.describe, name))
+
+
+class JobRestartHandler(ApiHandler):
+    """``POST /jobs/{name}/restart``: stop (draining) and start again from the checkpoint."""
+
+    async def post(self, name: str) -> None:
+        """Restart and return the job."""
+        self.call(self.manager.describe, name, definition=False)
+        await self.blocking(self.manager.restart, name, timeout=self.ctx.stop_timeout)
+        self.send_json(self.call(self.manager.describe, name))
+
+
+class JobCheckpointsHandler(ApiHandler):
+    """``GET /jobs/{name}/checkpoints?limit=N``: checkpoint history, newest first."""
+
+    async def get(self, name: str) -> None:
+        """Read the history off the loop."""
+        raw = self.get_query_argument("limit", "50")
+        try:
+            limit = int(raw)
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= 100:
+            raise ApiError(
+                400, "limit must be an integer from 1 to 100", {"limit": f"got {raw[:20]!r}"}
+            )
+        history = await self.blocking(self.manager.checkpoints, name, limit)
+        self.send_json({"job": name, "checkpoints": history})
+
+
+class ServicesHandler(ApiHandler):
+    """``GET /services`` (all, masked) and ``POST /services`` (create one)."""
+
+    def get(self) -> None:
+        """Every service with secrets masked, and the jobs using it."""
+        registry = self.manager.registry
+        out = []
+        for name in sorted(registry.all()):
+            try:
+                entry = registry.masked(name)
+            except Exception:  # removed meanwhile
+                continue
+            entry["used_by"] = self.manager.jobs_using(name)
+            out.append(entry)
+        self.send_json({"services": out})
+
+    async def post(self) -> None:
+        """Validate the body like a ``[[services]]`` entry and store it encrypted."""
+        body = self.json_object()
+        service = await self.blocking(self.manager.create_service, body)
+        self.set_header("Location", f"/services/{service.name}")
+        entry = self.call(self.manager.registry.masked, service.name)
+        entry["used_by"] = []
+        self.send_json(entry, 201)
+
+
+class ServiceHandler(ApiHandler):
+    """``GET /services/{name}`` (masked, with users) and ``DELETE /services/{name}``."""
+
+    def get(self, name: str) -> None:
+        """One service, masked, plus the jobs that use it."""
+        entry = self.call(self.manager.registry.masked, name)
+        entry["used_by"] = self.manager.jobs_using(name)
+        self.send_json(entry)
+
+    async def delete(self, name: str) -> None:
+        """Remove it; 409 while any job (running or not) uses it."""
+        await self.blocking(self.manager.delete_service, name)
+        self.set_status(204)
+        self.clear_header("Content-Type")
+        self.finish()
+
+
+class NotFoundHandler(ApiHandler):
+    """Every unknown path: a JSON 404 (for any method)."""
+
+    open_access = True
+    SUPPORTED_METHODS = ("GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS")
+
+    def prepare(self) -> None:
+        """Answer 404 before reading any body."""
+        raise ApiError(404, f"no such endpoint: {self.request.path[:200]}")

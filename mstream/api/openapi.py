@@ -1,0 +1,452 @@
+"""The OpenAPI 3.1 document of the REST API, written as data.
+
+``tests/test_api.py`` checks that its paths and methods are exactly the app's routes and
+handler methods, and that responses match the schemas named here.
+
+Example:
+    >>> doc = openapi_document()
+    >>> doc["openapi"], sorted(doc["paths"]["/jobs"])
+    ('3.1.0', ['get', 'post'])
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json(_ref("Error"), description)
+
+
+_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$"
+_NAME_PARAM: dict[str, Any] = {
+    "name": "name",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": _NAME_PATTERN},
+}
+_AUTH_ERRORS = {"401": _error("Missing or wrong bearer token (when MSTREAM_API_TOKEN is set).")}
+
+_STEP = {
+    "type": "object",
+    "description": "A source, middleware or sink step. Providers may accept extra keys "
+    "(e.g. file: batch_layout).",
+    "required": ["service_name", "output_encoding"],
+    "properties": {
+        "service_name": {"type": "string"},
+        "resource": {"type": "string"},
+        "input_encoding": {"enum": ["json", "bson", "avro"]},
+        "output_encoding": {"enum": ["json", "bson", "avro"]},
+        "schema_id": {"type": "string"},
+    },
+    "additionalProperties": True,
+}
+
+_CONNECTOR = {
+    "type": "object",
+    "description": "A connector definition: the same shape as a [[connectors]] entry.",
+    "required": ["name", "source", "sinks"],
+    "properties": {
+        "name": {"type": "string", "pattern": _NAME_PATTERN},
+        "enabled": {"type": "boolean", "default": True},
+        "source": _ref("Step"),
+        "middlewares": {"type": "array", "items": _ref("Step")},
+        "sinks": {"type": "array", "minItems": 1, "items": _ref("Step")},
+        "schemas": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["id", "service_name", "resource"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "service_name": {"type": "string"},
+                    "resource": {"type": "string"},
+                },
+                "additionalProperties": False,
+            },
+        },
+        "batch": {
+            "type": "object",
+            "required": ["size"],
+            "properties": {
+                "kind": {"const": "count"},
+                "size": {"type": "integer", "minimum": 1},
+                "max_wait_ms": {"type": "integer", "minimum": 1},
+            },
+        },
+        "checkpoint": {
+            "type": "object",
+            "properties": {"enabled": {"type": "boolean"}, "interval_ms": {"type": "integer"}},
+        },
+        "dead_letter": {
+            "type": "object",
+            "required": ["service_name"],
+            "properties": {
+                "service_name": {"type": "string"},
+                "resource": {"type": "string"},
+                "output_encoding": {"enum": ["json", "bson", "avro"]},
+            },
+        },
+    },
+    "additionalProperties": False,
+}
+
+_COUNTERS = {
+    "type": "object",
+    "required": ["events_in", "events_out", "errors", "dead_lettered", "throughput_per_sec"],
+    "properties": {
+        "events_in": {"type": "integer"},
+        "events_out": {"type": "integer"},
+        "batches_out": {"type": "integer"},
+        "errors": {"type": "integer"},
+        "dead_lettered": {"type": "integer"},
+        "filtered": {"type": "integer"},
+        "retries": {"type": "integer"},
+        "last_event_time": {"type": ["number", "null"], "description": "Unix time"},
+        "last_error": {"type": ["string", "null"]},
+        "throughput_per_sec": {"type": "number"},
+    },
+}
+
+_JOB = {
+    "type": "object",
+    "required": [
+        "name",
+        "state",
+        "reason",
+        "started_at",
+        "stopped_at",
+        "counters",
+        "desired_state",
+    ],
+    "properties": {
+        "name": {"type": "string"},
+        "state": {"enum": ["created", "running", "stopping", "stopped", "completed", "failed"]},
+        "reason": {"type": ["string", "null"], "description": "Why the job failed."},
+        "started_at": {"type": ["number", "null"], "description": "Unix time"},
+        "stopped_at": {"type": ["number", "null"], "description": "Unix time"},
+        "restarts": {"type": "integer"},
+        "desired_state": {
+            "enum": ["running", "stopped"],
+            "description": "What the user asked for; kept across process restarts.",
+        },
+        "origin": {"enum": ["file", "api"]},
+        "services": {"type": "array", "items": {"type": "string"}},
+        "counters": _ref("Counters"),
+    },
+}
+
+_SERVICE = {
+    "type": "object",
+    "description": "A service as a [[services]] entry, secrets replaced by '****'.",
+    "required": ["name", "provider", "origin", "used_by"],
+    "properties": {
+        "name": {"type": "string"},
+        "provider": {"type": "string"},
+        "origin": {"enum": ["file", "api"]},
+        "used_by": {"type": "array", "items": {"type": "string"}},
+    },
+    "additionalProperties": True,
+}
+
+_SERVICE_CREATE = {
+    "type": "object",
+    "description": "A service definition: the same shape as a [[services]] entry "
+    "(name, provider and the provider's options).",
+    "required": ["name", "provider"],
+    "properties": {
+        "name": {"type": "string", "pattern": _NAME_PATTERN},
+        "provider": {
+            "enum": ["generator", "file", "stdout", "http", "udf", "kafka", "mongodb", "pubsub"]
+        },
+    },
+    "additionalProperties": True,
+}
+
+_DOCUMENT: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "mstream REST API",
+        "version": "1.0.0",
+        "description": "Manage mstream jobs (connectors) and services. JSON in and out; "
+        'errors are {"error": {"status", "message", "fields"?}}.',
+    },
+    "servers": [{"url": "http://127.0.0.1:8719"}],
+    "security": [{"bearer": []}],
+    "paths": {
+        "/": {
+            "get": {
+                "summary": "Dashboard (when installed) or a pointer to the API",
+                "security": [],
+                "responses": {"200": {"description": "HTML dashboard or a JSON index"}},
+            }
+        },
+        "/health": {
+            "get": {
+                "summary": "Liveness: 200 when the IOLoop and the stores answer",
+                "security": [],
+                "responses": {
+                    "200": _json(_ref("Health"), "Healthy"),
+                    "503": _error("A store does not answer"),
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics, one family per counter with a job label",
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text exposition format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    **_AUTH_ERRORS,
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1"), **_AUTH_ERRORS},
+            }
+        },
+        "/jobs": {
+            "get": {
+                "summary": "All jobs with state, reason, times and counters",
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["jobs"],
+                            "properties": {"jobs": {"type": "array", "items": _ref("Job")}},
+                        },
+                        "Jobs sorted by name",
+                    ),
+                    **_AUTH_ERRORS,
+                },
+            },
+            "post": {
+                "summary": "Create and start a job from a connector definition",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("ConnectorDefinition")}},
+                },
+                "responses": {
+                    "201": _json(_ref("JobDetail"), "Created and started"),
+                    "400": _error("Invalid JSON or definition; fields name each problem"),
+                    **_AUTH_ERRORS,
+                    "409": _error("A job with that name exists"),
+                    "413": _error("Body too large"),
+                },
+            },
+        },
+        "/jobs/{name}": {
+            "parameters": [_NAME_PARAM],
+            "get": {
+                "summary": "One job: definition, state and counters",
+                "responses": {
+                    "200": _json(_ref("JobDetail"), "The job"),
+                    **_AUTH_ERRORS,
+                    "404": _error("No such job"),
+                },
+            },
+            "delete": {
+                "summary": "Delete a job that is not running (and its checkpoints)",
+                "parameters": [
+                    {
+                        "name": "keep_checkpoints",
+                        "in": "query",
+                        "schema": {"type": "boolean", "default": False},
+                    }
+                ],
+                "responses": {
+                    "204": {"description": "Deleted"},
+                    **_AUTH_ERRORS,
+                    "404": _error("No such job"),
+                    "409": _error("The job is running; stop it first"),
+                },
+            },
+        },
+        "/jobs/{name}/stop": {
+            "parameters": [_NAME_PARAM],
+            "post": {
+                "summary": "Stop: drain in-flight events, save the checkpoint",
+                "responses": {
+                    "200": _json(_ref("JobDetail"), "Stopped"),
+                    **_AUTH_ERRORS,
+                    "404": _error("No such job"),
+                    "409": _error("The job cannot run (invalid stored definition)"),
+                },
+            },
+        },
+        "/jobs/{name}/restart": {
+            "parameters": [_NAME_PARAM],
+            "post": {
+                "summary": "Restart; resumes from the last checkpoint",
+                "responses": {
+                    "200": _json(_ref("JobDetail"), "Restarted"),
+                    **_AUTH_ERRORS,
+                    "404": _error("No such job"),
+                    "409": _error("The job cannot run or did not stop in time"),
+                },
+            },
+        },
+        "/jobs/{name}/checkpoints": {
+            "parameters": [_NAME_PARAM],
+            "get": {
+                "summary": "Checkpoint history, newest first",
+                "parameters": [
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 50},
+                    }
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["job", "checkpoints"],
+                            "properties": {
+                                "job": {"type": "string"},
+                                "checkpoints": {"type": "array", "items": _ref("Checkpoint")},
+                            },
+                        },
+                        "Newest first",
+                    ),
+                    "400": _error("Bad limit"),
+                    **_AUTH_ERRORS,
+                    "404": _error("No such job"),
+                },
+            },
+        },
+        "/services": {
+            "get": {
+                "summary": "All services, secrets masked",
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["services"],
+                            "properties": {"services": {"type": "array", "items": _ref("Service")}},
+                        },
+                        "Services sorted by name",
+                    ),
+                    **_AUTH_ERRORS,
+                },
+            },
+            "post": {
+                "summary": "Create a service (stored encrypted)",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("ServiceDefinition")}},
+                },
+                "responses": {
+                    "201": _json(_ref("Service"), "Created (secrets masked)"),
+                    "400": _error("Invalid JSON or definition; fields name each problem"),
+                    **_AUTH_ERRORS,
+                    "409": _error("A service with that name exists"),
+                    "413": _error("Body too large"),
+                },
+            },
+        },
+        "/services/{name}": {
+            "parameters": [_NAME_PARAM],
+            "get": {
+                "summary": "One service, secrets masked, and the jobs that use it",
+                "responses": {
+                    "200": _json(_ref("Service"), "The service"),
+                    **_AUTH_ERRORS,
+                    "404": _error("No such service"),
+                },
+            },
+            "delete": {
+                "summary": "Remove a service; refused while any job (in any state) uses it",
+                "responses": {
+                    "204": {"description": "Removed"},
+                    **_AUTH_ERRORS,
+                    "404": _error("No such service"),
+                    "409": _error("Jobs use it (they are named); delete them first"),
+                },
+            },
+        },
+    },
+    "components": {
+        "securitySchemes": {
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "Needed only when MSTREAM_API_TOKEN is set.",
+            }
+        },
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {
+                    "error": {
+                        "type": "object",
+                        "required": ["status", "message"],
+                        "properties": {
+                            "status": {"type": "integer"},
+                            "message": {"type": "string"},
+                            "fields": {
+                                "type": "object",
+                                "additionalProperties": {"type": "string"},
+                                "description": "Field path (e.g. sinks[0].output_encoding) "
+                                "to problem",
+                            },
+                        },
+                    }
+                },
+            },
+            "Step": _STEP,
+            "ConnectorDefinition": _CONNECTOR,
+            "Counters": _COUNTERS,
+            "Job": _JOB,
+            "JobDetail": {
+                "allOf": [
+                    _ref("Job"),
+                    {
+                        "type": "object",
+                        "required": ["definition"],
+                        "properties": {"definition": _ref("ConnectorDefinition")},
+                    },
+                ]
+            },
+            "Checkpoint": {
+                "type": "object",
+                "required": ["job", "position", "created_at"],
+                "properties": {
+                    "job": {"type": "string"},
+                    "position": {"description": "Source-specific position (offset, token...)"},
+                    "created_at": {"type": "number", "description": "Unix time"},
+                },
+            },
+            "Service": _SERVICE,
+            "ServiceDefinition": _SERVICE_CREATE,
+            "Health": {
+                "type": "object",
+                "required": ["status"],
+                "properties": {
+                    "status": {"const": "ok"},
+                    "uptime_sec": {"type": "number"},
+                    "jobs": {"type": "object", "additionalProperties": {"type": "integer"}},
+                },
+            },
+        },
+    },
+}
+
+
+def openapi_document() -> dict[str, Any]:
+    """A copy of the OpenAPI 3.1 document."""
+    return copy.deepcopy(_DOCUMENT)
