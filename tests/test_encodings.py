@@ -517,6 +517,7 @@ MODULES = [
     "mstream.encodings.types",
     "mstream.encodings.extjson",
     "mstream.encodings.bsoncodec",
+    "mstream.encodings.dec128",
     "mstream.encodings.avro_plans",
     "mstream.encodings.avro",
     "mstream.encodings.codec",

@@ -22,6 +22,7 @@ from mstream.encodings import (
     encode,
     encode_batch,
 )
+from mstream.encodings.dec128 import decimal128_str, from_decimal, to_decimal
 from mstream.errors import DecodeError, SchemaValidationError
 from tests.test_encodings import RICH_SCHEMA
 
@@ -203,3 +204,36 @@ def test_garbage_payloads_raise_decode_errors_only(payload: bytes, encoding: str
         decode(payload, encoding, SCHEMA)
     except DecodeError as exc:
         assert str(exc).startswith(f"{encoding}: ")
+
+
+# ------------------------------------------------------------------------ Decimal128 helpers
+
+
+@SETTINGS
+@given(
+    st.one_of(
+        st.decimals(allow_nan=False, allow_infinity=False),
+        st.builds(
+            lambda digits, exp, neg: Decimal(f"{'-' if neg else ''}{digits}E{exp}"),
+            st.integers(min_value=0, max_value=10**36),
+            st.integers(min_value=-6300, max_value=6300),
+            st.booleans(),
+        ),
+        st.sampled_from([Decimal("NaN"), Decimal("-Infinity"), Decimal("Infinity")]),
+    )
+)
+def test_fast_decimal128_matches_pymongo(value: Decimal) -> None:
+    try:
+        expected: Any = Decimal128(value)
+    except Exception as exc:
+        expected = type(exc)
+    try:
+        got: Any = from_decimal(value)
+    except Exception as exc:
+        got = type(exc)
+    if isinstance(expected, type):
+        assert got is expected
+        return
+    assert got.bid == expected.bid
+    assert to_decimal(expected).as_tuple() == expected.to_decimal().as_tuple()
+    assert decimal128_str(expected) == str(expected)

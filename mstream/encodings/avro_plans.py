@@ -69,6 +69,8 @@ from bson.errors import BSONError
 from bson.int64 import Int64
 from bson.objectid import ObjectId
 
+from mstream.encodings.dec128 import decimal128_str, from_decimal, to_decimal
+
 __all__ = ["OBJECT_ID", "Mismatch", "Plan", "compile_plans"]
 
 Plan = Callable[[Any], Any]
@@ -157,7 +159,7 @@ def _w_double(v: Any) -> Any:
     if type(v) is float or (isinstance(v, int | float) and not isinstance(v, bool)):
         return v
     if isinstance(v, Decimal128):
-        return float(v.to_decimal())
+        return float(to_decimal(v))
     if isinstance(v, Decimal):
         return float(v)
     raise Mismatch("a number (double)", v)
@@ -168,7 +170,9 @@ def _w_string(v: Any) -> Any:
         return v
     if isinstance(v, str):
         return str(v)
-    if isinstance(v, ObjectId | Decimal128 | Decimal | uuid.UUID):
+    if isinstance(v, Decimal128):
+        return decimal128_str(v)
+    if isinstance(v, ObjectId | Decimal | uuid.UUID):
         return str(v)
     raise Mismatch("string", v)
 
@@ -264,7 +268,7 @@ def _decimal(precision: int, scale: int) -> Plan:
 
     def plan(v: Any) -> Any:
         if isinstance(v, Decimal128):
-            d = v.to_decimal()
+            d = to_decimal(v)
         elif isinstance(v, Decimal):
             d = v
         elif isinstance(v, int) and not isinstance(v, bool):
@@ -501,7 +505,7 @@ def _r_long(v: Any) -> Any:
 
 def _r_decimal(v: Any) -> Any:
     try:
-        return Decimal128(v)
+        return from_decimal(v)
     except (BSONError, ValueError, TypeError, ArithmeticError):
         return v  # more digits than Decimal128 holds: keep the exact Decimal
 

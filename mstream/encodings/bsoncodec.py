@@ -23,9 +23,9 @@ from typing import Any
 import bson
 from bson.binary import UuidRepresentation
 from bson.codec_options import CodecOptions, DatetimeConversion, TypeRegistry
-from bson.decimal128 import Decimal128
 from bson.errors import BSONError
 
+from mstream.encodings.dec128 import from_decimal
 from mstream.errors import DecodeError, EncodeError
 
 __all__ = ["decode_bson", "encode_bson"]
@@ -34,7 +34,7 @@ __all__ = ["decode_bson", "encode_bson"]
 def _fallback(value: Any) -> Any:
     """Called by the BSON encoder only for values it has no codec for."""
     if isinstance(value, Decimal):
-        return Decimal128(value)
+        return from_decimal(value)
     if isinstance(value, date) and not isinstance(value, datetime):
         return datetime(value.year, value.month, value.day, tzinfo=UTC)
     if isinstance(value, set | frozenset):

@@ -33,7 +33,7 @@ Reading accepts canonical and relaxed forms (``$oid``, ``$date`` as ISO string, 
 ordinary keys.
 
 Speed: orjson parses and writes; the tree is walked to convert wrappers only when the
-payload contains ``"$``, and writing uses orjson's ``default`` hook, which orjson calls
+payload contains a ``$``, and writing uses orjson's ``default`` hook, which orjson calls
 only for values it cannot write itself. Non-finite floats (NaN, infinity) are written as
 ``null`` by orjson.
 
@@ -64,7 +64,9 @@ from bson.decimal128 import Decimal128
 from bson.errors import BSONError
 from bson.int64 import Int64
 from bson.objectid import ObjectId
+from bson.tz_util import utc as _BSON_UTC
 
+from mstream.encodings.dec128 import decimal128_str, from_str
 from mstream.errors import DecodeError, EncodeError
 
 __all__ = ["dumps", "loads", "ms_to_datetime"]
@@ -124,7 +126,10 @@ def ms_to_datetime(ms: int) -> datetime | DatetimeMS:
 
 
 def _datetime_json(value: datetime) -> dict[str, Any]:
-    if value.tzinfo is not None:
+    tz = value.tzinfo
+    if (tz is _UTC or tz is _BSON_UTC) and 1970 <= value.year <= 9999:
+        return {"$date": value.isoformat(timespec="milliseconds")[:-6] + "Z"}
+    if tz is not None:
         offset = value.utcoffset()
         value = value.replace(tzinfo=None)
         if offset:
@@ -148,7 +153,9 @@ def _default(value: Any) -> Any:
         return {"$oid": str(value)}
     if cls is datetime or isinstance(value, datetime):
         return _datetime_json(value)
-    if cls is Decimal128 or cls is Decimal:
+    if cls is Decimal128:
+        return {"$numberDecimal": decimal128_str(value)}
+    if cls is Decimal:
         return {"$numberDecimal": str(value)}
     if isinstance(value, bytes | bytearray | memoryview):
         subtype = value.subtype if isinstance(value, Binary) else 0
@@ -238,7 +245,7 @@ def _parse_number_int(value: Any) -> int:
 def _parse_decimal(value: Any) -> Decimal128:
     if not isinstance(value, str):
         raise ValueError("expected a string")
-    return Decimal128(value)
+    return from_str(value)
 
 
 def _parse_oid(value: Any) -> ObjectId:
@@ -279,7 +286,27 @@ def _unwrap(obj: dict[str, Any]) -> Any:
     return obj
 
 
+_BAD_WRAPPER = (ValueError, TypeError, KeyError, ArithmeticError, BSONError, binascii.Error)
+
+
+def _bad_wrapper(key: str, obj: dict[str, Any], exc: Exception) -> DecodeError:
+    shown = orjson.dumps(obj, default=_default, option=_DUMPS_OPTS)[:120].decode()
+    return DecodeError(f"json: invalid Extended JSON {key} value {shown}: {exc}")
+
+
 def _walk_dict(obj: dict[str, Any]) -> Any:
+    if len(obj) == 1:
+        # Fast path for the common single-key wrappers ($oid, $date, $numberDecimal, ...).
+        for key, inner in obj.items():
+            parser = _SINGLE_KEY.get(key)
+            if parser is None:
+                break
+            if type(inner) is dict:  # {"$date": {"$numberLong": ...}}, {"$binary": {...}}
+                inner = _walk_dict(inner)
+            try:
+                return parser(inner)
+            except _BAD_WRAPPER as exc:
+                raise _bad_wrapper(key, obj, exc) from exc
     for key, value in obj.items():
         if type(value) is dict:
             obj[key] = _walk_dict(value)
@@ -289,11 +316,8 @@ def _walk_dict(obj: dict[str, Any]) -> Any:
         if key[:1] == "$":
             try:
                 return _unwrap(obj)
-            except (ValueError, TypeError, KeyError, BSONError, binascii.Error) as exc:
-                shown = orjson.dumps(obj, default=_default, option=_DUMPS_OPTS)[:120]
-                raise DecodeError(
-                    f"json: invalid Extended JSON {key} value {shown.decode()}: {exc}"
-                ) from exc
+            except _BAD_WRAPPER as exc:
+                raise _bad_wrapper(key, obj, exc) from exc
         break  # wrappers put their $ key first
     return obj
 
@@ -332,7 +356,9 @@ def loads(payload: bytes | bytearray | memoryview | str) -> Any:
         doc = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
         raise DecodeError(f"json: invalid JSON: {exc}") from exc
-    marker: Any = b'"$' if not isinstance(payload, str) else '"$'
+    # memchr for one byte is far cheaper than a two-byte substring search; a "$" elsewhere
+    # (say in a price string) only costs a walk that finds nothing.
+    marker: Any = b"$" if not isinstance(payload, str) else "$"
     if marker in payload:
         if type(doc) is dict:
             return _walk_dict(doc)
