@@ -17,6 +17,8 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import hmac
 import json
 import logging
@@ -172,6 +174,7 @@ class ApiHandler(RequestHandler):
         self._chunks: list[bytes] = []
         self._size = 0
         self._too_large = False
+        self._pending: ApiError | None = None
 
     # -- request -------------------------------------------------------------------------
 
@@ -181,12 +184,27 @@ class ApiHandler(RequestHandler):
         self.set_header("Cache-Control", "no-store")
         self.set_header("X-Content-Type-Options", "nosniff")
 
-    def prepare(self) -> None:
-        """Check the token, then the declared body size."""
-        if self.request.method not in self.SUPPORTED_METHODS:
-            raise ApiError(405, f"method {self.request.method} is not allowed here")
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Make every handler method raise the request's pending error first."""
+        super().__init_subclass__(**kwargs)
+        for method in ("get", "post", "delete"):
+            if method in cls.__dict__:
+                setattr(cls, method, _guarded(cls.__dict__[method]))
+
+    def early_error(self) -> ApiError | None:
+        """An error known from the headers alone (a subclass may add its own)."""
         if self.ctx.token and not self.open_access and not self._token_ok():
-            raise ApiError(401, "missing or wrong bearer token (Authorization: Bearer <token>)")
+            return ApiError(401, "missing or wrong bearer token (Authorization: Bearer <token>)")
+        return None
+
+    def prepare(self) -> None:
+        """Check the token and the declared body size before the body is read.
+
+        An error found here is raised by the handler method, after the body has been read
+        (and dropped): answering before the request is fully read would make Tornado close
+        the connection, which breaks keep-alive clients. Only a body declared larger than
+        ``DISCARD_LIMIT`` is refused at once.
+        """
         declared = self.request.headers.get("Content-Length")
         if declared is not None:
             try:
@@ -197,7 +215,44 @@ class ApiHandler(RequestHandler):
                 self._too_large = True
                 if length > DISCARD_LIMIT:
                     raise ApiError(413, self._too_large_message())
-        self.request.connection.set_max_body_size(DISCARD_LIMIT)  # type: ignore[union-attr]
+        self._pending = self.early_error()
+        connection = self.request.connection
+        if hasattr(connection, "set_max_body_size"):
+            connection.set_max_body_size(DISCARD_LIMIT)
+
+    def _pending_or(self, error: ApiError) -> ApiError:
+        return self._pending if self._pending is not None else error
+
+    def _unsupported(self) -> None:
+        raise self._pending_or(ApiError(405, f"method {self.request.method} is not allowed here"))
+
+    def get(self, *args: str) -> None:
+        """405 unless a handler implements it."""
+        self._unsupported()
+
+    def post(self, *args: str) -> None:
+        """405 unless a handler implements it."""
+        self._unsupported()
+
+    def delete(self, *args: str) -> None:
+        """405 unless a handler implements it."""
+        self._unsupported()
+
+    def put(self, *args: str) -> None:
+        """405: no handler implements PUT."""
+        self._unsupported()
+
+    def patch(self, *args: str) -> None:
+        """405: no handler implements PATCH."""
+        self._unsupported()
+
+    def head(self, *args: str) -> None:
+        """405: no handler implements HEAD."""
+        self._unsupported()
+
+    def options(self, *args: str) -> None:
+        """405: no handler implements OPTIONS."""
+        self._unsupported()
 
     def _token_ok(self) -> bool:
         header = self.request.headers.get("Authorization", "")
@@ -216,7 +271,7 @@ class ApiHandler(RequestHandler):
         if self._size > self.ctx.max_body_size:
             self._too_large = True
             self._chunks.clear()
-        elif not self._too_large:
+        elif not self._too_large and self._pending is None:
             self._chunks.append(chunk)
 
     def json_body(self) -> Any:
@@ -313,7 +368,21 @@ class ApiHandler(RequestHandler):
 
     def _implements(self, method: str) -> bool:
         impl = getattr(type(self), method.lower(), None)
-        return impl is not None and impl is not getattr(RequestHandler, method.lower(), None)
+        return impl is not None and impl is not getattr(ApiHandler, method.lower(), None)
+
+
+def _guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a handler method so that a pending (deferred) error is raised first."""
+
+    @functools.wraps(fn)
+    async def method(self: ApiHandler, *args: str) -> None:
+        if self._pending is not None:
+            raise self._pending
+        result = fn(self, *args)
+        if inspect.isawaitable(result):
+            await result
+
+    return method
 
     def log_exception(self, typ: Any, value: BaseException | None, tb: Any) -> None:
         """Client errors at debug level; server errors with their traceback, secrets masked."""

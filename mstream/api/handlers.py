@@ -4,7 +4,7 @@ Blocking work (stopping and restarting jobs, store reads and writes, encryption)
 the context's executor; the IOLoop only parses, dispatches and writes.
 
 Example:
-    >>> sorted(m for m in ("get", "post", "delete") if m in JobsHandler.__dict__)
+    >>> sorted(m for m in ("get", "post", "delete", "put") if m in JobsHandler.__dict__)
     ['get', 'post']
 """
 
@@ -219,8 +219,7 @@ class NotFoundHandler(ApiHandler):
     """Every unknown path: a JSON 404 (for any method)."""
 
     open_access = True
-    SUPPORTED_METHODS = ("GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS")
 
-    def prepare(self) -> None:
-        """Answer 404 before reading any body."""
-        raise ApiError(404, f"no such endpoint: {self.request.path[:200]}")
+    def early_error(self) -> ApiError | None:
+        """Every request here is a 404."""
+        return ApiError(404, f"no such endpoint: {self.request.path[:200]}")
