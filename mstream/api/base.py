@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import hmac
+import inspect
 import json
 import logging
 import math
@@ -217,42 +217,8 @@ class ApiHandler(RequestHandler):
                     raise ApiError(413, self._too_large_message())
         self._pending = self.early_error()
         connection = self.request.connection
-        if hasattr(connection, "set_max_body_size"):
+        if connection is not None and hasattr(connection, "set_max_body_size"):
             connection.set_max_body_size(DISCARD_LIMIT)
-
-    def _pending_or(self, error: ApiError) -> ApiError:
-        return self._pending if self._pending is not None else error
-
-    def _unsupported(self) -> None:
-        raise self._pending_or(ApiError(405, f"method {self.request.method} is not allowed here"))
-
-    def get(self, *args: str) -> None:
-        """405 unless a handler implements it."""
-        self._unsupported()
-
-    def post(self, *args: str) -> None:
-        """405 unless a handler implements it."""
-        self._unsupported()
-
-    def delete(self, *args: str) -> None:
-        """405 unless a handler implements it."""
-        self._unsupported()
-
-    def put(self, *args: str) -> None:
-        """405: no handler implements PUT."""
-        self._unsupported()
-
-    def patch(self, *args: str) -> None:
-        """405: no handler implements PATCH."""
-        self._unsupported()
-
-    def head(self, *args: str) -> None:
-        """405: no handler implements HEAD."""
-        self._unsupported()
-
-    def options(self, *args: str) -> None:
-        """405: no handler implements OPTIONS."""
-        self._unsupported()
 
     def _token_ok(self) -> bool:
         header = self.request.headers.get("Authorization", "")
@@ -340,6 +306,10 @@ class ApiHandler(RequestHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Every error as ``{"error": {"status", "message", "fields"?}}``; no tracebacks."""
         exc = kwargs.get("exc_info", (None, None, None))[1]
+        if status_code == 405 and self._pending is not None:  # unauthenticated or unknown path
+            exc = self._pending
+            status_code = exc.status_code
+            self.set_status(status_code)
         fields: dict[str, str] | None = None
         if isinstance(exc, ApiError):
             message = exc.message
@@ -368,7 +338,7 @@ class ApiHandler(RequestHandler):
 
     def _implements(self, method: str) -> bool:
         impl = getattr(type(self), method.lower(), None)
-        return impl is not None and impl is not getattr(ApiHandler, method.lower(), None)
+        return impl is not None and impl is not getattr(RequestHandler, method.lower(), None)
 
 
 def _guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
