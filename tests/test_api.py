@@ -271,6 +271,7 @@ def test_token_required_when_configured(tmp_path: Path) -> None:
             ("GET", "/metrics"),
             ("GET", "/openapi.json"),
             ("POST", "/jobs/x/stop"),
+            ("PUT", "/jobs"),
         ):
             response = anonymous.call(method, path, {})
             assert_error(response, 401)
