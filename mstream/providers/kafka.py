@@ -1,0 +1,979 @@
+"""``provider = "kafka"``: a consumer-group source and a producer sink.
+
+Service options are the librdkafka-style dotted keys users already write
+(``"bootstrap.servers"``, ``"group.id"``, ``"sasl.password"`` ...), mapped to the client
+library's own options by :data:`OPTIONS`; an unsupported key is rejected when the config
+is loaded, with the list of supported keys. Besides the dotted keys:
+
+* ``offset_seek_back_seconds``: a source starts from the offsets at *now minus N
+  seconds* (looked up by timestamp); this wins over a saved checkpoint.
+* ``client``: ``"kafka-python"`` (default) or ``"confluent"`` (uses ``confluent-kafka``
+  when it is installed; same behaviour).
+* ``commit_interval_ms``: how often the source commits acknowledged offsets (1000).
+
+Source: the step's ``resource`` is the topic (or a comma-separated list). Each poll
+result is emitted as one chunk of events whose ``metadata`` holds ``key``, ``headers``,
+``topic``, ``partition``, ``offset`` and ``timestamp`` and whose ``attributes`` hold the
+headers as strings. Offsets are committed only once every sink acknowledged an event and
+every earlier event of its partition (a :class:`~mstream.core.PositionTracker` per
+partition), always on the consumer's own thread. The checkpoint is
+``{topic: {partition: next_offset}}``.
+
+Sink: a producer (``acks = all`` by default). Key and headers are carried from the
+source (``metadata["key"]``, ``metadata["headers"]``, else the event's attributes). A
+batched unit (``batch = { kind = "count", ... }`` on the connector) is sent as one
+message holding the array in the sink's encoding; the step option
+``batch_mode = "messages"`` sends one message per event instead.
+
+Example:
+    >>> from mstream.config import parse_service
+    >>> svc = parse_service({"name": "k", "provider": "kafka",
+    ...     "bootstrap.servers": "127.0.0.1:9092", "group.id": "g", "linger.ms": "5"})
+    >>> svc.options["linger.ms"]
+    5
+    >>> client_options(svc.options, "producer")["linger_ms"]
+    5
+    >>> try:
+    ...     parse_service({"name": "k", "provider": "kafka", "foo.bar": 1}, "services[1]")
+    ... except Exception as exc:
+    ...     print(str(exc)[:55])
+    services[1]."foo.bar": unsupported Kafka option (suppor
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from marshmallow import (
+    INCLUDE,
+    Schema,
+    ValidationError,
+    fields,
+    pre_load,
+    validate,
+    validates_schema,
+)
+
+from mstream.config.model import ServiceConfig, StepConfig
+from mstream.core import Batch, Event, PositionTracker
+from mstream.encodings import AvroSchema, encode_batch
+from mstream.errors import ConfigError, DeliveryError, RejectedError
+from mstream.providers.base import Done, Emit, ProviderSpec, Sink, Source, StepContext
+
+log = logging.getLogger("mstream.kafka")
+
+CLIENTS = ("kafka-python", "confluent")
+CONSUMER = "consumer"
+PRODUCER = "producer"
+BOTH = "both"
+
+
+# -- options ---------------------------------------------------------------------------
+
+
+def _as_str(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("expected a non-empty string")
+    return value.strip()
+
+
+def _as_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("expected an integer")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        number = int(value.strip())
+    else:
+        raise ValueError(f"expected an integer (got {value!r})")
+    if number < 0:
+        raise ValueError(f"must be at least 0 (got {number})")
+    return number
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ValueError(f"expected true or false (got {value!r})")
+
+
+def _one_of(choices: Mapping[str, Any]) -> Callable[[Any], Any]:
+    def convert(value: Any) -> Any:
+        text = str(value).strip().lower() if not isinstance(value, bool) else ""
+        if text not in choices:
+            raise ValueError(f"must be one of: {', '.join(choices)} (got {value!r})")
+        return choices[text]
+
+    return convert
+
+
+def _servers(value: Any) -> str:
+    if isinstance(value, list) and value and all(isinstance(v, str) and v.strip() for v in value):
+        return ",".join(v.strip() for v in value)
+    text = _as_str(value)
+    if not all(part.strip() for part in text.split(",")):
+        raise ValueError(f"expected host:port[,host:port...] (got {value!r})")
+    return ",".join(part.strip() for part in text.split(","))
+
+
+def _acks(value: Any) -> int:
+    return int(_one_of({"all": -1, "-1": -1, "0": 0, "1": 1})(value))
+
+
+def _assignment(value: Any) -> str:
+    names = [part.strip().lower() for part in _as_str(value).split(",")]
+    for name in names:
+        if name not in ("range", "roundrobin", "cooperative-sticky"):
+            raise ValueError(f"must be range, roundrobin or cooperative-sticky (got {name!r})")
+    return ",".join(names)
+
+
+@dataclass(frozen=True)
+class KafkaOption:
+    """One supported dotted key.
+
+    Attributes:
+        key: the librdkafka-style key users write.
+        python: the kafka-python keyword it maps to.
+        role: ``consumer``, ``producer`` or ``both``.
+        convert: validates and normalises the value (raises ``ValueError``).
+        rdkafka: the librdkafka property for ``client = "confluent"`` (``""``: handled by
+            mstream itself, not passed on).
+    """
+
+    key: str
+    python: str
+    role: str
+    convert: Callable[[Any], Any]
+    rdkafka: str | None = None
+
+
+_COMPRESSION = {"none": "none", "gzip": "gzip", "snappy": "snappy", "lz4": "lz4", "zstd": "zstd"}
+_RESET = {
+    "earliest": "earliest",
+    "smallest": "earliest",
+    "beginning": "earliest",
+    "latest": "latest",
+    "largest": "latest",
+    "end": "latest",
+}
+_PROTOCOLS = {p.lower(): p for p in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")}
+_MECHANISMS = {
+    m.lower(): m for m in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI")
+}
+_HOSTNAME = {"https": "https", "none": "none"}
+_ISOLATION = {"read_committed": "read_committed", "read_uncommitted": "read_uncommitted"}
+
+OPTIONS: dict[str, KafkaOption] = {
+    o.key: o
+    for o in (
+        KafkaOption("bootstrap.servers", "bootstrap_servers", BOTH, _servers),
+        KafkaOption("client.id", "client_id", BOTH, _as_str),
+        KafkaOption("security.protocol", "security_protocol", BOTH, _one_of(_PROTOCOLS)),
+        KafkaOption("sasl.mechanism", "sasl_mechanism", BOTH, _one_of(_MECHANISMS)),
+        KafkaOption(
+            "sasl.mechanisms", "sasl_mechanism", BOTH, _one_of(_MECHANISMS), "sasl.mechanism"
+        ),
+        KafkaOption("sasl.username", "sasl_plain_username", BOTH, _as_str),
+        KafkaOption("sasl.password", "sasl_plain_password", BOTH, _as_str),
+        KafkaOption("ssl.ca.location", "ssl_cafile", BOTH, _as_str),
+        KafkaOption("ssl.certificate.location", "ssl_certfile", BOTH, _as_str),
+        KafkaOption("ssl.key.location", "ssl_keyfile", BOTH, _as_str),
+        KafkaOption("ssl.key.password", "ssl_password", BOTH, _as_str),
+        KafkaOption("ssl.crl.location", "ssl_crlfile", BOTH, _as_str),
+        KafkaOption("ssl.cipher.suites", "ssl_ciphers", BOTH, _as_str),
+        KafkaOption(
+            "ssl.endpoint.identification.algorithm", "ssl_check_hostname", BOTH, _one_of(_HOSTNAME)
+        ),
+        KafkaOption("request.timeout.ms", "request_timeout_ms", BOTH, _as_int, "socket.timeout.ms"),
+        KafkaOption("retry.backoff.ms", "retry_backoff_ms", BOTH, _as_int),
+        KafkaOption("reconnect.backoff.ms", "reconnect_backoff_ms", BOTH, _as_int),
+        KafkaOption("reconnect.backoff.max.ms", "reconnect_backoff_max_ms", BOTH, _as_int),
+        KafkaOption("metadata.max.age.ms", "metadata_max_age_ms", BOTH, _as_int),
+        KafkaOption("connections.max.idle.ms", "connections_max_idle_ms", BOTH, _as_int),
+        KafkaOption("socket.receive.buffer.bytes", "receive_buffer_bytes", BOTH, _as_int),
+        KafkaOption("socket.send.buffer.bytes", "send_buffer_bytes", BOTH, _as_int),
+        KafkaOption(
+            "max.in.flight.requests.per.connection",
+            "max_in_flight_requests_per_connection",
+            BOTH,
+            _as_int,
+        ),
+        KafkaOption("allow.auto.create.topics", "allow_auto_create_topics", BOTH, _as_bool),
+        # consumer
+        KafkaOption("group.id", "group_id", CONSUMER, _as_str),
+        KafkaOption("group.instance.id", "group_instance_id", CONSUMER, _as_str),
+        KafkaOption("auto.offset.reset", "auto_offset_reset", CONSUMER, _one_of(_RESET)),
+        KafkaOption("enable.auto.commit", "enable_auto_commit", CONSUMER, _as_bool, ""),
+        KafkaOption("max.poll.records", "max_poll_records", CONSUMER, _as_int, ""),
+        KafkaOption("max.poll.interval.ms", "max_poll_interval_ms", CONSUMER, _as_int),
+        KafkaOption("session.timeout.ms", "session_timeout_ms", CONSUMER, _as_int),
+        KafkaOption("heartbeat.interval.ms", "heartbeat_interval_ms", CONSUMER, _as_int),
+        KafkaOption("fetch.min.bytes", "fetch_min_bytes", CONSUMER, _as_int),
+        KafkaOption("fetch.max.bytes", "fetch_max_bytes", CONSUMER, _as_int),
+        KafkaOption(
+            "fetch.max.wait.ms", "fetch_max_wait_ms", CONSUMER, _as_int, "fetch.wait.max.ms"
+        ),
+        KafkaOption("fetch.wait.max.ms", "fetch_max_wait_ms", CONSUMER, _as_int),
+        KafkaOption("max.partition.fetch.bytes", "max_partition_fetch_bytes", CONSUMER, _as_int),
+        KafkaOption("isolation.level", "isolation_level", CONSUMER, _one_of(_ISOLATION)),
+        KafkaOption("check.crcs", "check_crcs", CONSUMER, _as_bool),
+        KafkaOption(
+            "partition.assignment.strategy", "partition_assignment_strategy", CONSUMER, _assignment
+        ),
+        # producer
+        KafkaOption("acks", "acks", PRODUCER, _acks),
+        KafkaOption("compression.type", "compression_type", PRODUCER, _one_of(_COMPRESSION)),
+        KafkaOption(
+            "compression.codec",
+            "compression_type",
+            PRODUCER,
+            _one_of(_COMPRESSION),
+            "compression.type",
+        ),
+        KafkaOption("linger.ms", "linger_ms", PRODUCER, _as_int),
+        KafkaOption("queue.buffering.max.ms", "linger_ms", PRODUCER, _as_int, "linger.ms"),
+        KafkaOption("batch.size", "batch_size", PRODUCER, _as_int),
+        KafkaOption("retries", "retries", PRODUCER, _as_int),
+        KafkaOption("message.send.max.retries", "retries", PRODUCER, _as_int, "retries"),
+        KafkaOption("delivery.timeout.ms", "delivery_timeout_ms", PRODUCER, _as_int),
+        KafkaOption(
+            "message.timeout.ms", "delivery_timeout_ms", PRODUCER, _as_int, "delivery.timeout.ms"
+        ),
+        KafkaOption("enable.idempotence", "enable_idempotence", PRODUCER, _as_bool),
+        KafkaOption("max.request.size", "max_request_size", PRODUCER, _as_int, "message.max.bytes"),
+        KafkaOption("message.max.bytes", "max_request_size", PRODUCER, _as_int),
+        KafkaOption("max.block.ms", "max_block_ms", PRODUCER, _as_int, ""),
+    )
+}
+"""Every supported dotted key, by key."""
+
+PLAIN_OPTIONS = ("client", "commit_interval_ms", "offset_seek_back_seconds")
+SECRET_FIELDS = frozenset({"sasl.password", "ssl.key.password"})
+
+
+def supported_keys() -> list[str]:
+    """Every key a ``kafka`` service accepts, dotted keys first.
+
+    Example:
+        >>> "group.id" in supported_keys() and "offset_seek_back_seconds" in supported_keys()
+        True
+    """
+    return sorted(OPTIONS) + list(PLAIN_OPTIONS)
+
+
+class KafkaServiceSchema(Schema):
+    """Options of a ``kafka`` service: the dotted keys of :data:`OPTIONS` and a few plain ones."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    client = fields.String(
+        load_default="kafka-python",
+        validate=validate.OneOf(CLIENTS, error="must be kafka-python or confluent (got {input!r})"),
+    )
+    offset_seek_back_seconds = fields.Integer(
+        load_default=None, strict=True, validate=validate.Range(min=0, error="must be at least 0")
+    )
+    commit_interval_ms = fields.Integer(
+        load_default=1000, strict=True, validate=validate.Range(min=10, max=600_000)
+    )
+
+    @pre_load
+    def _dotted(self, data: Any, **_: Any) -> Any:
+        """Check every dotted key and normalise its value; unsupported keys are errors."""
+        self._problems: dict[str, list[str]] = {}
+        if not isinstance(data, Mapping):
+            return data
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            if key in PLAIN_OPTIONS:
+                out[key] = value
+                continue
+            option = OPTIONS.get(key)
+            if option is None:
+                self._problems[f'"{key}"'] = [
+                    f"unsupported Kafka option (supported: {', '.join(supported_keys())})"
+                ]
+                continue
+            try:
+                out[key] = option.convert(value)
+            except ValueError as exc:
+                self._problems[f'"{key}"'] = [str(exc)]
+        return out
+
+    @validates_schema(skip_on_field_errors=False)
+    def _report(self, _data: Any, **_: Any) -> None:
+        """Report the dotted-key problems found while loading, with any field errors."""
+        problems = getattr(self, "_problems", None)
+        if problems:
+            raise ValidationError(dict(problems))
+
+
+class KafkaStepSchema(Schema):
+    """Extra keys of a ``kafka`` step: ``batch_mode`` (sink) = ``array`` | ``messages``."""
+
+    batch_mode = fields.String(
+        load_default="array",
+        validate=validate.OneOf(
+            ["array", "messages"], error="must be array or messages (got {input!r})"
+        ),
+    )
+
+
+def _python_value(option: KafkaOption, value: Any) -> Any:
+    if option.python == "bootstrap_servers":
+        return value.split(",")
+    if option.python == "compression_type":
+        return None if value == "none" else value
+    if option.python == "ssl_check_hostname":
+        return value == "https"
+    if option.python == "partition_assignment_strategy":
+        from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
+        from kafka.coordinator.assignors.range import RangePartitionAssignor
+        from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+
+        by_name: dict[str, Any] = {
+            "range": RangePartitionAssignor,
+            "roundrobin": RoundRobinPartitionAssignor,
+            "cooperative-sticky": CooperativeStickyAssignor,
+        }
+        return tuple(by_name[name] for name in value.split(","))
+    if option.python == "acks":
+        return "all" if value == -1 else value
+    return value
+
+
+def client_options(options: Mapping[str, Any], role: str) -> dict[str, Any]:
+    """kafka-python keyword arguments for a ``consumer`` or ``producer`` from service options.
+
+    Example:
+        >>> opts = {"bootstrap.servers": "a:1,b:2", "group.id": "g", "acks": -1}
+        >>> client_options(opts, "consumer")
+        {'bootstrap_servers': ['a:1', 'b:2'], 'group_id': 'g'}
+    """
+    out: dict[str, Any] = {}
+    for key, value in options.items():
+        option = OPTIONS.get(key)
+        if option is None or option.role not in (role, BOTH):
+            continue
+        out[option.python] = _python_value(option, value)
+    return out
+
+
+def rdkafka_options(options: Mapping[str, Any], role: str) -> dict[str, Any]:
+    """librdkafka properties (for ``client = "confluent"``) from service options.
+
+    Example:
+        >>> opts = {"bootstrap.servers": "a:1", "linger.ms": 5, "max.poll.records": 9}
+        >>> rdkafka_options(opts, "producer")
+        {'bootstrap.servers': 'a:1', 'linger.ms': 5}
+    """
+    out: dict[str, Any] = {}
+    for key, value in options.items():
+        option = OPTIONS.get(key)
+        if option is None or option.role not in (role, BOTH) or option.rdkafka == "":
+            continue
+        out[option.rdkafka or key] = value
+    return out
+
+
+# -- source ----------------------------------------------------------------------------
+
+TP = tuple[str, int]
+
+
+def _topics(resource: str) -> list[str]:
+    topics = [t.strip() for t in resource.split(",") if t.strip()]
+    if not topics:
+        raise ConfigError("a kafka step needs a topic as its resource")
+    return topics
+
+
+def _resume_offsets(position: Any) -> dict[TP, int]:
+    out: dict[TP, int] = {}
+    if not isinstance(position, Mapping):
+        return out
+    for topic, partitions in position.items():
+        if not isinstance(partitions, Mapping):
+            continue
+        for partition, offset in partitions.items():
+            try:
+                out[(str(topic), int(partition))] = int(offset)
+            except (TypeError, ValueError):
+                continue
+    return out
+
+
+class KafkaSourceBase(Source):
+    """The client-independent half of a Kafka source: offsets, trackers, seeks, commits.
+
+    Subclasses poll their client and call :meth:`_assigned`, :meth:`_revoked` and
+    :meth:`_lost` from the client's rebalance callbacks, :meth:`_commit_acknowledged`
+    from the poll loop, and implement :meth:`_commit_offsets`, :meth:`_seek`,
+    :meth:`_offsets_for_times` and :meth:`_end_offset`.
+    """
+
+    revoke_wait = 5.0
+    """Seconds a revocation waits for in-flight events of the revoked partitions."""
+
+    def __init__(self, service: ServiceConfig, step: StepConfig, ctx: StepContext) -> None:
+        opts = service.options
+        if not opts.get("group.id"):
+            raise ConfigError(
+                f"kafka source of connector {ctx.connector!r}: "
+                f'service {service.name!r} needs "group.id"'
+            )
+        if not opts.get("bootstrap.servers"):
+            raise ConfigError(f'kafka service {service.name!r} needs "bootstrap.servers"')
+        self.service = service
+        self.options = opts
+        self.topics = _topics(step.resource)
+        self.encoding = step.input_encoding or step.output_encoding
+        self.seek_back: int | None = opts.get("offset_seek_back_seconds")
+        self.commit_interval = opts.get("commit_interval_ms", 1000) / 1000.0
+        self.max_records: int = opts.get("max.poll.records", 500)
+        self.checkpointing = ctx.checkpointing
+        self.resume = _resume_offsets(ctx.resume_position) if ctx.checkpointing else {}
+        self.logger = ctx.logger
+        self.stopping = ctx.stopping
+        self._lock = threading.Lock()
+        self._trackers: dict[TP, PositionTracker] = {}
+        self._positions: dict[TP, int] = dict(self.resume)  # next offset to read, for checkpoints
+        self._seeded: set[TP] = set()  # partitions given their starting offset in this run
+        self._retry: dict[TP, int] = {}  # offsets whose commit failed, retried next time
+        self._last_commit = time.monotonic()
+        self.committed_total = 0  # how many commits were made (for tests and logs)
+
+    # client hooks --------------------------------------------------------------------
+
+    def _commit_offsets(self, offsets: Mapping[TP, int]) -> None:
+        """Commit ``{(topic, partition): next_offset}`` synchronously."""
+        raise NotImplementedError
+
+    def _seek(self, tp: TP, offset: int) -> None:
+        """Start reading ``tp`` at ``offset``."""
+        raise NotImplementedError
+
+    def _offsets_for_times(self, tps: list[TP], timestamp_ms: int) -> dict[TP, int | None]:
+        """The first offset at or after ``timestamp_ms`` in each partition (None: none)."""
+        raise NotImplementedError
+
+    def _end_offset(self, tp: TP) -> int:
+        """The partition's end offset (where a seek lands when no record is recent enough)."""
+        raise NotImplementedError
+
+    # shared logic ----------------------------------------------------------------------
+
+    def _tracker(self, tp: TP) -> PositionTracker:
+        tracker = self._trackers.get(tp)
+        if tracker is None:
+            tracker = PositionTracker()
+            with self._lock:
+                self._trackers[tp] = tracker
+        return tracker
+
+    def _acker(self, tp: TP) -> Callable[[int], Callable[[], None]]:
+        """``make(offset) -> ack`` for records of ``tp`` (in offset order)."""
+        tracker = self._tracker(tp)
+        add, ack = tracker.add, tracker.ack
+
+        def make(offset: int) -> Callable[[], None]:
+            return functools.partial(ack, add(offset))
+
+        return make
+
+    def _assigned(self, tps: Iterable[TP]) -> None:
+        """New partitions: fresh trackers, then the starting offsets (seek back or checkpoint)."""
+        tps = list(tps)
+        fresh = [tp for tp in tps if tp not in self._seeded]
+        with self._lock:
+            for tp in tps:
+                if tp not in self._trackers:
+                    self._trackers[tp] = PositionTracker()
+        if not fresh:
+            return
+        self._seeded.update(fresh)
+        if self.seek_back is not None:
+            self._seek_back(fresh)
+            return
+        for tp in fresh:
+            if tp in self.resume:
+                self.logger.info(
+                    "kafka %s[%d]: resuming from checkpoint offset %d",
+                    tp[0],
+                    tp[1],
+                    self.resume[tp],
+                )
+                self._seek(tp, self.resume[tp])
+
+    def _seek_back(self, tps: list[TP]) -> None:
+        """Seek ``tps`` to their offsets at now minus ``offset_seek_back_seconds``.
+
+        Clients whose rebalance callbacks may not block override this to defer the lookup.
+        """
+        at = int(time.time() * 1000) - (self.seek_back or 0) * 1000
+        found = self._offsets_for_times(tps, at)
+        for tp in tps:
+            offset = found.get(tp)
+            target = offset if offset is not None else self._end_offset(tp)
+            self.logger.info(
+                "kafka %s[%d]: seeking back %ds to offset %d", tp[0], tp[1], self.seek_back, target
+            )
+            self._seek(tp, target)
+
+    def _revoked(self, tps: Iterable[TP]) -> None:
+        """Partitions taken away: wait briefly for their in-flight events, commit, forget."""
+        revoked = [tp for tp in tps if tp in self._trackers]
+        deadline = time.monotonic() + self.revoke_wait
+        while any(self._trackers[tp].pending for tp in revoked) and time.monotonic() < deadline:
+            if self.stopping.wait(0.01):
+                break
+        self._commit_acknowledged(force=True, only=revoked)
+        self._lost(revoked)
+
+    def _lost(self, tps: Iterable[TP]) -> None:
+        """Partitions gone without a chance to commit: forget their trackers."""
+        with self._lock:
+            for tp in tps:
+                tracker = self._trackers.pop(tp, None)
+                self._retry.pop(tp, None)
+                if tracker is not None:
+                    committed = tracker.committed()
+                    if committed is not None:
+                        self._positions[tp] = committed + 1
+
+    def _commit_acknowledged(
+        self, *, force: bool = False, only: Iterable[TP] | None = None
+    ) -> None:
+        """Commit the acknowledged offsets that changed (every ``commit_interval`` unless forced).
+
+        Runs on the consumer's thread only: the client is not thread-safe.
+        """
+        now = time.monotonic()
+        if not force and now - self._last_commit < self.commit_interval:
+            return
+        self._last_commit = now
+        trackers = (
+            self._trackers
+            if only is None
+            else {tp: self._trackers[tp] for tp in only if tp in self._trackers}
+        )
+        offsets: dict[TP, int] = {tp: o for tp, o in self._retry.items() if tp in trackers}
+        for tp, tracker in list(trackers.items()):
+            changed, committed = tracker.take_if_changed()
+            if changed and committed is not None:
+                offsets[tp] = committed + 1
+        if not offsets:
+            return
+        try:
+            self._commit_offsets(offsets)
+        except Exception as exc:  # the next commit (or the new owner) covers it
+            self.logger.warning(
+                "kafka: offset commit failed (%s); retrying with the next commit", exc
+            )
+            self._retry.update(offsets)
+            return
+        for tp in offsets:
+            self._retry.pop(tp, None)
+        self.committed_total += 1
+        with self._lock:
+            self._positions.update(offsets)
+
+    def assignment(self) -> list[TP]:
+        """The partitions this source holds now, as ``(topic, partition)``."""
+        with self._lock:
+            return sorted(self._trackers)
+
+    def commit(self) -> None:
+        """Commit every acknowledged offset now (on the consumer's thread)."""
+        self._commit_acknowledged(force=True)
+
+    def position(self) -> Any:
+        """``{topic: {partition: next_offset}}`` of every partition seen, acknowledged only.
+
+        Example:
+            >>> from mstream.providers.base import StepContext
+            >>> svc = ServiceConfig("k", "kafka", {"bootstrap.servers": "h:1", "group.id": "g"})
+            >>> src = KafkaSourceBase(svc, StepConfig("k", "t"), StepContext("c", "source",
+            ...     checkpointing=True, resume_position={"t": {"0": 5}}))
+            >>> src.position()
+            {'t': {'0': 5}}
+        """
+        with self._lock:
+            merged = dict(self._positions)
+            trackers = list(self._trackers.items())
+        for tp, tracker in trackers:
+            committed = tracker.committed()
+            if committed is not None:
+                merged[tp] = committed + 1
+        if not merged:
+            return None
+        out: dict[str, dict[str, int]] = {}
+        for (topic, partition), offset in sorted(merged.items()):
+            out.setdefault(topic, {})[str(partition)] = offset
+        return out
+
+    def run(self, emit: Emit, stopping: threading.Event) -> None:  # pragma: no cover - abstract
+        """Poll and emit chunks until ``stopping`` (implemented per client)."""
+        raise NotImplementedError
+
+
+def _header_attributes(headers: Iterable[tuple[str, Any]]) -> dict[str, str]:
+    attrs: dict[str, str] = {}
+    for name, value in headers:
+        if isinstance(value, bytes | bytearray):
+            attrs[name] = bytes(value).decode("utf-8", "replace")
+        elif value is not None:
+            attrs[name] = str(value)
+    return attrs
+
+
+class KafkaPythonSource(KafkaSourceBase):
+    """A Kafka source on kafka-python's ``KafkaConsumer``."""
+
+    def __init__(self, service: ServiceConfig, step: StepConfig, ctx: StepContext) -> None:
+        super().__init__(service, step, ctx)
+        self._consumer: Any = None
+        self._thread: threading.Thread | None = None
+        self._deferred: list[TP] = []  # partitions paused until their seek-back lookup
+
+    def open(self) -> None:
+        """Create the consumer (auto commit off) and subscribe with a rebalance listener.
+
+        kafka-python 3 runs rebalance callbacks on its IO thread, where blocking calls are
+        refused: there the listener commits with ``commit_async`` (sent before the group
+        rejoin, on the same coordinator connection) and the timestamp lookup of a seek
+        back is deferred to the poll thread (the partitions stay paused until then).
+        """
+        from kafka import ConsumerRebalanceListener, KafkaConsumer
+        from kafka.errors import KafkaError
+
+        source = self
+
+        class Listener(ConsumerRebalanceListener):
+            def on_partitions_revoked(self, revoked: Any) -> None:
+                source._revoked([(tp.topic, tp.partition) for tp in revoked])
+
+            def on_partitions_assigned(self, assigned: Any) -> None:
+                source._assigned([(tp.topic, tp.partition) for tp in assigned])
+
+            def on_partitions_lost(self, lost: Any) -> None:
+                source._lost([(tp.topic, tp.partition) for tp in lost])
+
+        self._thread = threading.current_thread()
+        config = client_options(self.options, CONSUMER)
+        config["enable_auto_commit"] = False
+        config.setdefault("auto_offset_reset", "earliest")
+        try:
+            self._consumer = KafkaConsumer(**config)
+            self._consumer.subscribe(self.topics, listener=Listener())
+        except KafkaError as exc:
+            raise DeliveryError(f"kafka source {self.topics}: cannot connect: {exc}") from None
+
+    def _commit_offsets(self, offsets: Mapping[TP, int]) -> None:
+        from kafka import OffsetAndMetadata, TopicPartition
+
+        structs = {
+            TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()
+        }
+        if threading.current_thread() is self._thread:
+            self._consumer.commit(structs)
+        else:  # a rebalance callback on the client's IO thread: must not block
+            self._consumer.commit_async(structs)
+
+    def _seek_back(self, tps: list[TP]) -> None:
+        from kafka import TopicPartition
+
+        if threading.current_thread() is self._thread:
+            super()._seek_back(tps)
+            return
+        self._consumer.pause(*[TopicPartition(*tp) for tp in tps])
+        self._deferred.extend(tps)
+
+    def _apply_deferred(self) -> None:
+        from kafka import TopicPartition
+
+        tps, self._deferred = self._deferred, []
+        assigned = {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+        tps = [tp for tp in tps if tp in assigned]
+        if tps:
+            super()._seek_back(tps)
+            self._consumer.resume(*[TopicPartition(*tp) for tp in tps])
+
+    def _seek(self, tp: TP, offset: int) -> None:
+        from kafka import TopicPartition
+
+        self._consumer.seek(TopicPartition(*tp), offset)
+
+    def _offsets_for_times(self, tps: list[TP], timestamp_ms: int) -> dict[TP, int | None]:
+        from kafka import TopicPartition
+
+        found = self._consumer.offsets_for_times(
+            {TopicPartition(*tp): max(0, timestamp_ms) for tp in tps}
+        )
+        return {
+            (tp.topic, tp.partition): (v.offset if v is not None else None)
+            for tp, v in found.items()
+        }
+
+    def _end_offset(self, tp: TP) -> int:
+        from kafka import TopicPartition
+
+        key = TopicPartition(*tp)
+        return int(self._consumer.end_offsets([key])[key])
+
+    def run(self, emit: Emit, stopping: threading.Event) -> None:
+        """Poll; emit each poll result as one chunk; commit acknowledged offsets periodically."""
+        from kafka.errors import KafkaError
+
+        consumer, encoding = self._consumer, self.encoding
+        try:
+            while not stopping.is_set():
+                polled = consumer.poll(timeout_ms=100, max_records=self.max_records)
+                if self._deferred:
+                    self._apply_deferred()
+                if polled:
+                    events: list[Event] = []
+                    append = events.append
+                    for tp, records in polled.items():
+                        topic, partition = tp.topic, tp.partition
+                        make_ack = self._acker((topic, partition))
+                        for r in records:
+                            headers = r.headers
+                            append(
+                                Event(
+                                    r.value if r.value is not None else b"",
+                                    encoding,
+                                    attributes=_header_attributes(headers) if headers else None,
+                                    metadata={
+                                        "topic": topic,
+                                        "partition": partition,
+                                        "offset": r.offset,
+                                        "timestamp": r.timestamp,
+                                        "key": r.key,
+                                        "headers": list(headers) if headers else [],
+                                    },
+                                    ack=make_ack(r.offset),
+                                )
+                            )
+                    emit(events)
+                self._commit_acknowledged()
+        except KafkaError as exc:
+            raise DeliveryError(f"kafka source {','.join(self.topics)}: {exc}") from None
+
+    def close(self) -> None:
+        """Commit what is acknowledged, then leave the group."""
+        if self._consumer is None:
+            return
+        try:
+            self.commit()
+        finally:
+            self._consumer.close(autocommit=False)
+            self._consumer = None
+
+
+# -- sink ------------------------------------------------------------------------------
+
+
+class _Countdown:
+    """Calls ``done`` once: with the first error, or with None after ``n`` successes."""
+
+    __slots__ = ("done", "finished", "lock", "remaining", "what")
+
+    def __init__(self, n: int, done: Done, what: str) -> None:
+        self.remaining = n
+        self.done = done
+        self.finished = False
+        self.lock = threading.Lock()
+        self.what = what
+
+    def ok(self, *_: Any) -> None:
+        with self.lock:
+            self.remaining -= 1
+            if self.remaining or self.finished:
+                return
+            self.finished = True
+        self.done(None)
+
+    def fail(self, error: BaseException) -> None:
+        with self.lock:
+            if self.finished:
+                return
+            self.finished = True
+        if not isinstance(error, DeliveryError | RejectedError):
+            error = DeliveryError(f"{self.what}: {type(error).__name__}: {error}")
+        self.done(error)
+
+
+def _key_bytes(key: Any) -> bytes | None:
+    if key is None or isinstance(key, bytes):
+        return key
+    if isinstance(key, bytearray | memoryview):
+        return bytes(key)
+    return str(key).encode()
+
+
+def _headers_of(event: Event) -> list[tuple[str, bytes]]:
+    headers = event.metadata.get("headers")
+    if headers:
+        return [(k, v if isinstance(v, bytes) else str(v).encode()) for k, v in headers]
+    if event.attributes:
+        return [(k, str(v).encode()) for k, v in event.attributes.items()]
+    return []
+
+
+@dataclass
+class OutMessage:
+    """One message to produce."""
+
+    value: bytes
+    key: bytes | None
+    headers: list[tuple[str, bytes]]
+
+
+class KafkaSinkBase(Sink):
+    """The client-independent half of a Kafka sink: which messages a batch becomes."""
+
+    def __init__(self, service: ServiceConfig, step: StepConfig, ctx: StepContext) -> None:
+        if not service.options.get("bootstrap.servers"):
+            raise ConfigError(f'kafka service {service.name!r} needs "bootstrap.servers"')
+        self.options = service.options
+        self.topic = step.resource
+        if not self.topic:
+            raise ConfigError("a kafka sink needs a topic as its resource")
+        self.encoding = step.output_encoding
+        self.batch_mode: str = step.options.get("batch_mode", "array")
+        self.what = f"kafka sink {self.topic!r}"
+
+    def messages(self, batch: Batch) -> list[OutMessage]:
+        """The messages a batch is written as.
+
+        Example:
+            >>> svc = ServiceConfig("k", "kafka", {"bootstrap.servers": "h:1"})
+            >>> sink = KafkaSinkBase(svc, StepConfig("k", "t"), StepContext("c", "sink"))
+            >>> evs = [Event(b'{"n":1}', "json", metadata={"key": b"k"}), Event(b'{"n":2}', "json")]
+            >>> [(m.value, m.key) for m in sink.messages(Batch.of(evs, batched=True))]
+            [(b'[{"n":1},{"n":2}]', None)]
+            >>> [(m.value, m.key) for m in sink.messages(Batch.of(evs, batched=False))]
+            [(b'{"n":1}', b'k'), (b'{"n":2}', None)]
+        """
+        events = batch.events
+        if batch.batched and self.batch_mode == "array":
+            schema: AvroSchema | None = events[0].schema if events else None
+            keys = {_key_bytes(e.metadata.get("key")) for e in events}
+            key = keys.pop() if len(keys) == 1 else None
+            return [
+                OutMessage(encode_batch([e.doc for e in events], self.encoding, schema), key, [])
+            ]
+        return [
+            OutMessage(e.payload, _key_bytes(e.metadata.get("key")), _headers_of(e)) for e in events
+        ]
+
+    def write(self, batch: Batch, done: Done) -> None:  # pragma: no cover - abstract
+        """Produce the batch's messages; ``done`` once all are acknowledged by the broker."""
+        raise NotImplementedError
+
+
+class KafkaPythonSink(KafkaSinkBase):
+    """A Kafka sink on kafka-python's ``KafkaProducer`` (asynchronous sends)."""
+
+    def __init__(self, service: ServiceConfig, step: StepConfig, ctx: StepContext) -> None:
+        super().__init__(service, step, ctx)
+        self._producer: Any = None
+
+    def open(self) -> None:
+        """Create the producer (``acks = all`` unless configured)."""
+        from kafka import KafkaProducer
+        from kafka.errors import KafkaError
+
+        config = client_options(self.options, PRODUCER)
+        config.setdefault("acks", "all")
+        try:
+            self._producer = KafkaProducer(**config)
+        except KafkaError as exc:
+            raise DeliveryError(f"{self.what}: cannot connect: {exc}") from None
+
+    def write(self, batch: Batch, done: Done) -> None:
+        """Send every message; ``done(None)`` when all succeeded, else the first error."""
+        from kafka.errors import KafkaError, MessageSizeTooLargeError
+
+        producer = self._producer
+        if producer is None:
+            done(DeliveryError(f"{self.what} is not open"))
+            return
+        try:
+            messages = self.messages(batch)
+        except Exception as exc:
+            done(RejectedError(f"{self.what}: cannot encode the batch: {exc}"))
+            return
+        countdown = _Countdown(len(messages), done, self.what)
+        send, topic = producer.send, self.topic
+        for m in messages:
+            try:
+                future = send(topic, value=m.value, key=m.key, headers=m.headers or None)
+            except MessageSizeTooLargeError as exc:
+                countdown.fail(RejectedError(f"{self.what}: message too large: {exc}"))
+                return
+            except (KafkaError, AssertionError, ValueError, TypeError) as exc:
+                countdown.fail(exc)
+                return
+            future.add_callback(countdown.ok)
+            future.add_errback(countdown.fail)
+
+    def flush(self) -> None:
+        """Wait until every sent message is acknowledged (or failed)."""
+        if self._producer is not None:
+            self._producer.flush()
+
+    def close(self) -> None:
+        """Flush, then close the producer."""
+        if self._producer is None:
+            return
+        try:
+            self._producer.flush()
+        finally:
+            self._producer.close()
+            self._producer = None
+
+
+# -- provider --------------------------------------------------------------------------
+
+
+def _make_source(service: ServiceConfig, step: StepConfig, ctx: StepContext) -> Source:
+    if service.options.get("client") == "confluent":
+        from mstream.providers.kafka_confluent import ConfluentSource
+
+        return ConfluentSource(service, step, ctx)
+    return KafkaPythonSource(service, step, ctx)
+
+
+def _make_sink(service: ServiceConfig, step: StepConfig, ctx: StepContext) -> Sink:
+    if service.options.get("client") == "confluent":
+        from mstream.providers.kafka_confluent import ConfluentSink
+
+        return ConfluentSink(service, step, ctx)
+    return KafkaPythonSink(service, step, ctx)
+
+
+def _describe(options: Mapping[str, Any]) -> str:
+    return f"Kafka at {options.get('bootstrap.servers', '?')}"
+
+
+PROVIDER = ProviderSpec(
+    name="kafka",
+    service_schema=KafkaServiceSchema,
+    secret_fields=SECRET_FIELDS,
+    source=_make_source,
+    sink=_make_sink,
+    step_options=KafkaStepSchema,
+    describe=_describe,
+)

@@ -1,0 +1,285 @@
+"""``client = "confluent"``: the Kafka source and sink on ``confluent-kafka`` (librdkafka).
+
+Same behaviour as the kafka-python implementation in :mod:`mstream.providers.kafka`
+(offset tracking, rebalances, seeks and checkpoints are shared in
+:class:`~mstream.providers.kafka.KafkaSourceBase`); only the client calls differ. The
+dotted keys are passed to librdkafka under their own names
+(:func:`~mstream.providers.kafka.rdkafka_options`).
+
+Example:
+    >>> from mstream.config import ServiceConfig, StepConfig
+    >>> from mstream.providers.base import StepContext
+    >>> svc = ServiceConfig("k", "kafka", {"bootstrap.servers": "127.0.0.1:1", "group.id": "g",
+    ...     "client": "confluent"})
+    >>> src = ConfluentSource(svc, StepConfig("k", "topic-a"), StepContext("c", "source"))
+    >>> src.topics, src.position()
+    (['topic-a'], None)
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from mstream.config.model import ServiceConfig, StepConfig
+from mstream.core import Batch, Event
+from mstream.errors import DeliveryError, RejectedError
+from mstream.providers.base import Done, Emit, StepContext
+from mstream.providers.kafka import (
+    CONSUMER,
+    PRODUCER,
+    TP,
+    KafkaSinkBase,
+    KafkaSourceBase,
+    _Countdown,
+    _header_attributes,
+    rdkafka_options,
+)
+
+
+def _ck() -> Any:
+    try:
+        import confluent_kafka
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        from mstream.errors import ConfigError
+
+        raise ConfigError(
+            'client = "confluent" needs the confluent-kafka package (pip install confluent-kafka)'
+        ) from exc
+    return confluent_kafka
+
+
+class ConfluentSource(KafkaSourceBase):
+    """A Kafka source on ``confluent_kafka.Consumer``."""
+
+    def __init__(self, service: ServiceConfig, step: StepConfig, ctx: StepContext) -> None:
+        super().__init__(service, step, ctx)
+        self._consumer: Any = None
+        self._seeks: dict[TP, int] = {}
+        strategy = str(self.options.get("partition.assignment.strategy", ""))
+        self._cooperative = "cooperative" in strategy
+
+    def open(self) -> None:
+        """Create the consumer (auto commit off) and subscribe with rebalance callbacks."""
+        ck = _ck()
+        config = rdkafka_options(self.options, CONSUMER)
+        config["enable.auto.commit"] = False
+        config.setdefault("auto.offset.reset", "earliest")
+        config["enable.partition.eof"] = False
+        try:
+            self._consumer = ck.Consumer(config)
+            self._consumer.subscribe(
+                self.topics,
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_lost,
+            )
+        except ck.KafkaException as exc:
+            raise DeliveryError(f"kafka source {self.topics}: cannot connect: {exc}") from None
+
+    def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
+        self._seeks = {}
+        self._assigned([(p.topic, p.partition) for p in partitions])
+        for p in partitions:
+            offset = self._seeks.get((p.topic, p.partition))
+            if offset is not None:
+                p.offset = offset
+        if self._cooperative:
+            consumer.incremental_assign(partitions)
+        else:
+            consumer.assign(partitions)
+
+    def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
+        self._revoked([(p.topic, p.partition) for p in partitions])
+        if self._cooperative:
+            consumer.incremental_unassign(partitions)
+        else:
+            consumer.unassign()
+
+    def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
+        self._lost([(p.topic, p.partition) for p in partitions])
+        if self._cooperative:
+            consumer.incremental_unassign(partitions)
+        else:
+            consumer.unassign()
+
+    def _commit_offsets(self, offsets: Mapping[TP, int]) -> None:
+        ck = _ck()
+        self._consumer.commit(
+            offsets=[ck.TopicPartition(t, p, o) for (t, p), o in offsets.items()],
+            asynchronous=False,
+        )
+
+    def _seek(self, tp: TP, offset: int) -> None:
+        self._seeks[tp] = offset  # applied to the assignment in _on_assign
+
+    def _offsets_for_times(self, tps: list[TP], timestamp_ms: int) -> dict[TP, int | None]:
+        ck = _ck()
+        found = self._consumer.offsets_for_times(
+            [ck.TopicPartition(t, p, max(0, timestamp_ms)) for t, p in tps], timeout=30
+        )
+        return {(f.topic, f.partition): (f.offset if f.offset >= 0 else None) for f in found}
+
+    def _end_offset(self, tp: TP) -> int:
+        ck = _ck()
+        _, high = self._consumer.get_watermark_offsets(ck.TopicPartition(*tp), timeout=30)
+        return int(high)
+
+    def run(self, emit: Emit, stopping: threading.Event) -> None:
+        """Consume; emit each result as one chunk; commit acknowledged offsets periodically."""
+        ck = _ck()
+        consumer, encoding, n = self._consumer, self.encoding, self.max_records
+        try:
+            while not stopping.is_set():
+                messages = consumer.consume(num_messages=n, timeout=0.1)
+                if messages:
+                    events: list[Event] = []
+                    append = events.append
+                    makers: dict[TP, Any] = {}
+                    for m in messages:
+                        error = m.error()
+                        if error is not None:
+                            if error.fatal():
+                                raise DeliveryError(
+                                    f"kafka source {','.join(self.topics)}: {error.str()}"
+                                )
+                            self.logger.warning("kafka source: %s", error.str())
+                            continue
+                        topic, partition, offset = m.topic(), m.partition(), m.offset()
+                        tp = (topic, partition)
+                        make_ack = makers.get(tp)
+                        if make_ack is None:
+                            make_ack = makers[tp] = self._acker(tp)
+                        headers = m.headers()
+                        value = m.value()
+                        append(
+                            Event(
+                                value if value is not None else b"",
+                                encoding,
+                                attributes=_header_attributes(headers) if headers else None,
+                                metadata={
+                                    "topic": topic,
+                                    "partition": partition,
+                                    "offset": offset,
+                                    "timestamp": m.timestamp()[1],
+                                    "key": m.key(),
+                                    "headers": list(headers) if headers else [],
+                                },
+                                ack=make_ack(offset),
+                            )
+                        )
+                    if events:
+                        emit(events)
+                self._commit_acknowledged()
+        except ck.KafkaException as exc:
+            raise DeliveryError(f"kafka source {','.join(self.topics)}: {exc}") from None
+
+    def close(self) -> None:
+        """Commit what is acknowledged, then leave the group."""
+        if self._consumer is None:
+            return
+        try:
+            self.commit()
+        finally:
+            self._consumer.close()
+            self._consumer = None
+
+
+class ConfluentSink(KafkaSinkBase):
+    """A Kafka sink on ``confluent_kafka.Producer``; a thread serves delivery callbacks."""
+
+    max_block = 60.0
+    """Seconds a write waits for room in the producer's queue before failing."""
+
+    def __init__(self, service: ServiceConfig, step: StepConfig, ctx: StepContext) -> None:
+        super().__init__(service, step, ctx)
+        self._producer: Any = None
+        self._closing = threading.Event()
+        self._poller: threading.Thread | None = None
+        self.stopping = ctx.stopping
+
+    def open(self) -> None:
+        """Create the producer (``acks = all`` unless configured) and its callback thread."""
+        ck = _ck()
+        config = rdkafka_options(self.options, PRODUCER)
+        config.setdefault("acks", "all")
+        try:
+            self._producer = ck.Producer(config)
+        except ck.KafkaException as exc:
+            raise DeliveryError(f"{self.what}: cannot connect: {exc}") from None
+        self._closing.clear()
+        self._poller = threading.Thread(
+            target=self._serve, name=f"mstream-kafka-{self.topic}", daemon=True
+        )
+        self._poller.start()
+
+    def _serve(self) -> None:
+        producer = self._producer
+        while not self._closing.is_set():
+            producer.poll(0.05)
+
+    def write(self, batch: Batch, done: Done) -> None:
+        """Produce every message; ``done(None)`` when all are delivered, else the first error."""
+        ck = _ck()
+        producer = self._producer
+        if producer is None:
+            done(DeliveryError(f"{self.what} is not open"))
+            return
+        try:
+            messages = self.messages(batch)
+        except Exception as exc:
+            done(RejectedError(f"{self.what}: cannot encode the batch: {exc}"))
+            return
+        countdown = _Countdown(len(messages), done, self.what)
+
+        def delivered(error: Any, _msg: Any) -> None:
+            if error is None:
+                countdown.ok()
+            else:
+                countdown.fail(DeliveryError(f"{self.what}: {error.str()}"))
+
+        produce, topic = producer.produce, self.topic
+        for m in messages:
+            deadline = None
+            while True:
+                try:
+                    produce(
+                        topic,
+                        value=m.value,
+                        key=m.key,
+                        headers=m.headers or None,
+                        on_delivery=delivered,
+                    )
+                    break
+                except BufferError:  # queue full: let deliveries drain, then retry
+                    deadline = deadline or time.monotonic() + self.max_block
+                    if time.monotonic() > deadline or self.stopping.is_set():
+                        countdown.fail(DeliveryError(f"{self.what}: producer queue full"))
+                        return
+                    producer.poll(0.01)  # serve delivery reports so the queue drains
+                except ck.KafkaException as exc:
+                    error = exc.args[0] if exc.args else exc
+                    if getattr(error, "code", lambda: None)() == ck.KafkaError.MSG_SIZE_TOO_LARGE:
+                        countdown.fail(RejectedError(f"{self.what}: message too large"))
+                    else:
+                        countdown.fail(DeliveryError(f"{self.what}: {exc}"))
+                    return
+
+    def flush(self) -> None:
+        """Wait until every produced message is delivered (or failed)."""
+        if self._producer is not None:
+            self._producer.flush()
+
+    def close(self) -> None:
+        """Flush, stop the callback thread and drop the producer."""
+        if self._producer is None:
+            return
+        try:
+            self._producer.flush()
+        finally:
+            self._closing.set()
+            if self._poller is not None:
+                self._poller.join()
+            self._producer = None

@@ -1,0 +1,620 @@
+"""Kafka source and sink against a real broker (``kafka_bootstrap`` starts Apache Kafka).
+
+Every test runs with both clients: kafka-python and confluent-kafka (``client =
+"confluent"``). Waits are on conditions with deadlines, never fixed sleeps.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mstream.config import parse_config
+from mstream.config.model import StepConfig
+from mstream.core import Batch, Event
+from mstream.encodings import AvroSchema, decode
+from mstream.errors import DeliveryError
+from mstream.providers.base import StepContext
+from mstream.runtime.connector import Connector
+from mstream.stores import CheckpointStore, MemoryCheckpointStore
+
+pytestmark = pytest.mark.kafka
+
+CLIENTS = ["kafka-python", "confluent"]
+
+AVRO_SCHEMA = {
+    "type": "record",
+    "name": "Item",
+    "fields": [{"name": "n", "type": "long"}, {"name": "name", "type": "string"}],
+}
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``condition`` until true; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        pause.wait(0.02)
+
+
+def create_topic(
+    bootstrap: str, name: str, partitions: int = 1, config: dict[str, str] | None = None
+) -> None:
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_topics([NewTopic(name, partitions, 1, topic_configs=config or {})])
+    finally:
+        admin.close()
+
+
+def produce(
+    bootstrap: str,
+    topic: str,
+    numbers: range,
+    partitions: int = 1,
+    timestamp_ms: int | None = None,
+) -> None:
+    """Produce ``{"n": i, ...}``, key ``k<i>``, header ``h=v<i>``, partition ``i % partitions``."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    try:
+        for i in numbers:
+            producer.send(
+                topic,
+                value=json.dumps({"n": i, "name": f"item-{i}"}).encode(),
+                key=f"k{i}".encode(),
+                headers=[("h", f"v{i}".encode()), ("src", b"test")],
+                partition=i % partitions,
+                timestamp_ms=timestamp_ms,
+            )
+        producer.flush(timeout=30)
+    finally:
+        producer.close()
+
+
+def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 30.0) -> list[Any]:
+    """Every record of ``topic`` (all partitions, from the beginning), waiting for ``expected``."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in parts]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        records: list[Any] = []
+        deadline = time.monotonic() + timeout
+        while len(records) < expected and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=200).values():
+                records.extend(batch)
+        # anything beyond `expected` that is already there is read too
+        for batch in consumer.poll(timeout_ms=300).values():
+            records.extend(batch)
+        return records
+    finally:
+        consumer.close()
+
+
+def committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """The group's committed offsets of ``topic``."""
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        offsets = admin.list_group_offsets(group).get(group, {})
+    finally:
+        admin.close()
+    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
+
+
+def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or set()]
+        return {tp.partition: off for tp, off in consumer.end_offsets(tps).items()}
+    finally:
+        consumer.close()
+
+
+def file_numbers(path: Path) -> list[int]:
+    """The ``n`` of every line of a JSON-lines file (complete lines only)."""
+    if not path.exists():
+        return []
+    text = path.read_text()
+    return [json.loads(line)["n"] for line in text.split("\n")[:-1] if line]
+
+
+def kafka_service(bootstrap: str, client: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": "kafka",
+        "provider": "kafka",
+        "bootstrap.servers": bootstrap,
+        "client": client,
+        **extra,
+    }
+
+
+def connector(
+    services: list[dict[str, Any]],
+    definition: dict[str, Any],
+    store: CheckpointStore | None = None,
+) -> Connector:
+    cfg = parse_config({"services": services, "connectors": [definition]})
+    return Connector(cfg.connectors[0], {s.name: s for s in cfg.services}, store)
+
+
+@pytest.fixture
+def topic(kafka_bootstrap: str, unique_name: str) -> Iterator[str]:
+    yield f"in-{unique_name}"
+
+
+@pytest.fixture(params=CLIENTS)
+def client(request: pytest.FixtureRequest) -> str:
+    if request.param == "confluent":
+        pytest.importorskip("confluent_kafka")
+    return str(request.param)
+
+
+def tail_check(first: list[int], second: list[int], partitions: int, total: int) -> Counter[int]:
+    """Nothing lost; every duplicate is from a contiguous tail of its partition in the first run."""
+    seen = Counter(first) + Counter(second)
+    missing = set(range(total)) - set(seen)
+    assert not missing, f"{len(missing)} messages lost, e.g. {sorted(missing)[:5]}"
+    dups = {n for n, c in seen.items() if c > 1}
+    for p in range(partitions):
+        firsts = sorted(n for n in set(first) if n % partitions == p)
+        dup_p = sorted(n for n in dups if n % partitions == p)
+        if dup_p:  # the duplicates are exactly the first run's events from some point on
+            assert dup_p == [n for n in firsts if n >= dup_p[0]], (
+                f"partition {p}: duplicates are not a tail"
+            )
+    assert all(c <= 2 for c in seen.values())
+    return seen
+
+
+# -- tests -----------------------------------------------------------------------------
+
+
+def test_source_events_carry_metadata(
+    kafka_bootstrap: str, topic: str, unique_name: str, client: str
+) -> None:
+    create_topic(kafka_bootstrap, topic, 2)
+    produce(kafka_bootstrap, topic, range(10), partitions=2, timestamp_ms=1_700_000_000_000)
+    svc = parse_config(
+        {"services": [kafka_service(kafka_bootstrap, client, **{"group.id": unique_name})]}
+    ).services[0]
+    from mstream.providers import get_provider
+
+    spec = get_provider("kafka")
+    assert spec.source is not None
+    stopping = threading.Event()
+    src = spec.source(
+        svc, StepConfig("kafka", topic), StepContext("t", "source", stopping=stopping)
+    )
+    chunks: list[list[Event]] = []
+
+    def emit(events: list[Event]) -> None:
+        chunks.append(events)
+        for e in events:
+            assert e.ack is not None
+            e.ack()
+        if sum(len(c) for c in chunks) >= 10:
+            stopping.set()
+
+    src.open()
+    try:
+        worker = threading.Thread(target=src.run, args=(emit, stopping))
+        worker.start()
+        worker.join(60)
+        assert not worker.is_alive()
+    finally:
+        stopping.set()
+        src.close()
+    events = [e for c in chunks for e in c]
+    assert len(events) == 10
+    assert any(len(c) > 1 for c in chunks)  # chunks, not single events
+    for e in events:
+        n = e.doc["n"]
+        assert e.metadata["key"] == f"k{n}".encode()
+        assert e.metadata["topic"] == topic and e.metadata["partition"] == n % 2
+        assert e.metadata["offset"] == n // 2
+        assert e.metadata["timestamp"] == 1_700_000_000_000
+        assert e.metadata["headers"] == [("h", f"v{n}".encode()), ("src", b"test")]
+        assert e.attributes == {"h": f"v{n}", "src": "test"}
+    assert committed(kafka_bootstrap, unique_name, topic) == {0: 5, 1: 5}
+
+
+def test_kafka_to_kafka_json_to_avro(
+    kafka_bootstrap: str, topic: str, unique_name: str, client: str, tmp_path: Path
+) -> None:
+    create_topic(kafka_bootstrap, topic, 3)
+    out = f"out-{unique_name}"
+    create_topic(kafka_bootstrap, out, 1)
+    total = 600
+    produce(kafka_bootstrap, topic, range(total), partitions=3)
+    (tmp_path / "item.avsc").write_text(json.dumps(AVRO_SCHEMA))
+    c = connector(
+        [
+            kafka_service(kafka_bootstrap, client, **{"group.id": unique_name}),
+            {"name": "schemas", "provider": "file", "base_dir": str(tmp_path)},
+        ],
+        {
+            "name": "k2k",
+            "schemas": [{"id": "item", "service_name": "schemas", "resource": "item.avsc"}],
+            "source": {"service_name": "kafka", "resource": topic, "output_encoding": "json"},
+            "sinks": [
+                {
+                    "service_name": "kafka",
+                    "resource": out,
+                    "output_encoding": "avro",
+                    "schema_id": "item",
+                }
+            ],
+        },
+    )
+    c.start()
+    try:
+        wait_for(lambda: c.counters.events_out >= total, 60, f"{total} events delivered")
+        ends = end_offsets(kafka_bootstrap, topic)
+        wait_for(
+            lambda: committed(kafka_bootstrap, unique_name, topic) == ends, 30, "offsets committed"
+        )
+    finally:
+        assert c.stop(drain=True)
+    assert c.state == "stopped", c.reason
+    records = read_topic(kafka_bootstrap, out, total)
+    assert len(records) == total
+    schema = AvroSchema.parse(json.dumps(AVRO_SCHEMA))
+    by_n = {}
+    for r in records:
+        doc = decode(r.value, "avro", schema)
+        by_n[doc["n"]] = r
+        assert doc["name"] == f"item-{doc['n']}"
+        assert r.key == f"k{doc['n']}".encode()
+        assert list(r.headers) == [("h", f"v{doc['n']}".encode()), ("src", b"test")]
+    assert sorted(by_n) == list(range(total))
+
+
+@pytest.mark.parametrize("batch_mode", ["array", "messages"])
+def test_batched_sink_modes(
+    kafka_bootstrap: str, topic: str, unique_name: str, client: str, batch_mode: str
+) -> None:
+    create_topic(kafka_bootstrap, topic, 1)
+    out = f"out-{unique_name}"
+    create_topic(kafka_bootstrap, out, 1)
+    produce(kafka_bootstrap, topic, range(100))
+    c = connector(
+        [kafka_service(kafka_bootstrap, client, **{"group.id": unique_name})],
+        {
+            "name": "batched",
+            "batch": {"kind": "count", "size": 10},
+            "source": {"service_name": "kafka", "resource": topic, "output_encoding": "json"},
+            "sinks": [
+                {
+                    "service_name": "kafka",
+                    "resource": out,
+                    "output_encoding": "json",
+                    "batch_mode": batch_mode,
+                }
+            ],
+        },
+    )
+    c.start()
+    try:
+        wait_for(lambda: c.counters.events_out >= 100, 60, "100 events delivered")
+    finally:
+        assert c.stop(drain=True)
+    expected = 10 if batch_mode == "array" else 100
+    records = read_topic(kafka_bootstrap, out, expected)
+    assert len(records) == expected
+    if batch_mode == "array":
+        arrays = [json.loads(r.value) for r in records]
+        assert all(isinstance(a, list) and len(a) == 10 for a in arrays)
+        assert sorted(d["n"] for a in arrays for d in a) == list(range(100))
+    else:
+        assert sorted(json.loads(r.value)["n"] for r in records) == list(range(100))
+        assert all(r.key == f"k{json.loads(r.value)['n']}".encode() for r in records)
+
+
+def test_kafka_to_file(
+    kafka_bootstrap: str, topic: str, unique_name: str, client: str, tmp_path: Path
+) -> None:
+    create_topic(kafka_bootstrap, topic, 3)
+    total = 900
+    produce(kafka_bootstrap, topic, range(total), partitions=3)
+    c = connector(
+        [
+            kafka_service(kafka_bootstrap, client, **{"group.id": unique_name}),
+            {"name": "files", "provider": "file", "base_dir": str(tmp_path)},
+        ],
+        {
+            "name": "k2f",
+            "source": {"service_name": "kafka", "resource": topic, "output_encoding": "json"},
+            "sinks": [
+                {"service_name": "files", "resource": "out.jsonl", "output_encoding": "json"}
+            ],
+        },
+    )
+    c.start()
+    try:
+        wait_for(
+            lambda: len(file_numbers(tmp_path / "out.jsonl")) >= total, 60, "every line written"
+        )
+    finally:
+        assert c.stop(drain=True)
+    assert sorted(file_numbers(tmp_path / "out.jsonl")) == list(range(total))
+    assert committed(kafka_bootstrap, unique_name, topic) == end_offsets(kafka_bootstrap, topic)
+
+
+def test_stop_mid_stream_then_resume(
+    kafka_bootstrap: str, topic: str, unique_name: str, client: str, tmp_path: Path
+) -> None:
+    create_topic(kafka_bootstrap, topic, 2)
+    total = 20_000
+    produce(kafka_bootstrap, topic, range(total), partitions=2)
+    store = MemoryCheckpointStore()
+    services = [
+        kafka_service(kafka_bootstrap, client, **{"group.id": unique_name, "max.poll.records": 50}),
+        {"name": "files", "provider": "file", "base_dir": str(tmp_path)},
+    ]
+
+    def definition(resource: str) -> dict[str, Any]:
+        return {
+            "name": "resume",
+            "checkpoint": {"enabled": True, "interval_ms": 50},
+            "source": {"service_name": "kafka", "resource": topic, "output_encoding": "json"},
+            "sinks": [{"service_name": "files", "resource": resource, "output_encoding": "json"}],
+        }
+
+    first = connector(services, definition("first.jsonl"), store)
+    first.start()
+    wait_for(
+        lambda: len(file_numbers(tmp_path / "first.jsonl")) >= 2000, 60, "the first 2000 lines"
+    )
+    assert first.stop(drain=False)
+    first_run = file_numbers(tmp_path / "first.jsonl")
+    assert len(first_run) < total, "the first run was not stopped mid-stream"
+    saved = store.latest("resume")
+    assert saved is not None and set(saved.position) == {topic}
+
+    second = connector(services, definition("second.jsonl"), store)
+    second.start()
+    try:
+        wait_for(
+            lambda: len(set(first_run) | set(file_numbers(tmp_path / "second.jsonl"))) >= total,
+            120,
+            "every message after the restart",
+        )
+    finally:
+        assert second.stop(drain=True)
+    second_run = file_numbers(tmp_path / "second.jsonl")
+    seen = tail_check(first_run, second_run, 2, total)
+    duplicates = sum(c - 1 for c in seen.values())
+    assert duplicates <= 2 * 32 * 50  # at most the in-flight tail of each partition
+    latest = store.latest("resume")
+    assert latest is not None
+    assert latest.position == {
+        topic: {str(p): o for p, o in end_offsets(kafka_bootstrap, topic).items()}
+    }
+
+
+def test_group_members_split_partitions(
+    kafka_bootstrap: str, topic: str, unique_name: str, client: str, tmp_path: Path
+) -> None:
+    create_topic(kafka_bootstrap, topic, 4)
+    services = [
+        kafka_service(
+            kafka_bootstrap, client, **{"group.id": unique_name, "session.timeout.ms": 10000}
+        ),
+        {"name": "files", "provider": "file", "base_dir": str(tmp_path)},
+    ]
+    members = [
+        connector(
+            services,
+            {
+                "name": f"member-{i}",
+                "source": {"service_name": "kafka", "resource": topic, "output_encoding": "json"},
+                "sinks": [
+                    {"service_name": "files", "resource": f"m{i}.jsonl", "output_encoding": "json"}
+                ],
+            },
+        )
+        for i in range(2)
+    ]
+    for m in members:
+        m.start()
+
+    def assignments() -> list[set[tuple[str, int]]]:
+        out = []
+        for m in members:
+            source = m._source
+            out.append(set(source.assignment()) if source is not None else set())  # type: ignore[attr-defined]
+        return out
+
+    try:
+        wait_for(
+            lambda: (
+                [len(a) for a in assignments()] == [2, 2]
+                and set().union(*assignments()) == {(topic, p) for p in range(4)}
+            ),
+            60,
+            "both members holding two partitions each",
+        )
+        total = 4000
+        produce(kafka_bootstrap, topic, range(total), partitions=4)
+        wait_for(
+            lambda: sum(len(file_numbers(tmp_path / f"m{i}.jsonl")) for i in range(2)) >= total,
+            60,
+            "every message delivered by the group",
+        )
+        ends = end_offsets(kafka_bootstrap, topic)
+        wait_for(
+            lambda: committed(kafka_bootstrap, unique_name, topic) == ends, 30, "offsets committed"
+        )
+    finally:
+        for m in members:
+            assert m.stop(drain=True)
+    runs = [file_numbers(tmp_path / f"m{i}.jsonl") for i in range(2)]
+    combined = runs[0] + runs[1]
+    assert sorted(combined) == list(range(total))  # every message exactly once
+    partitions_of = [{n % 4 for n in run} for run in runs]
+    assert len(partitions_of[0]) == 2 and len(partitions_of[1]) == 2
+    assert not partitions_of[0] & partitions_of[1]
+
+
+def test_offset_seek_back_replays_recent_only(
+    kafka_bootstrap: str, topic: str, unique_name: str, client: str, tmp_path: Path
+) -> None:
+    create_topic(kafka_bootstrap, topic, 2)
+    now_ms = int(time.time() * 1000)
+    produce(
+        kafka_bootstrap, topic, range(0, 40), partitions=2, timestamp_ms=now_ms - 3 * 3600 * 1000
+    )
+    produce(kafka_bootstrap, topic, range(40, 100), partitions=2, timestamp_ms=now_ms - 60 * 1000)
+    store = MemoryCheckpointStore()
+    store.save("seekback", {topic: {"0": 0, "1": 0}})  # the seek back wins over this checkpoint
+    c = connector(
+        [
+            kafka_service(
+                kafka_bootstrap,
+                client,
+                **{"group.id": unique_name, "offset_seek_back_seconds": 3600},
+            ),
+            {"name": "files", "provider": "file", "base_dir": str(tmp_path)},
+        ],
+        {
+            "name": "seekback",
+            "checkpoint": {"enabled": True, "interval_ms": 50},
+            "source": {"service_name": "kafka", "resource": topic, "output_encoding": "json"},
+            "sinks": [
+                {"service_name": "files", "resource": "out.jsonl", "output_encoding": "json"}
+            ],
+        },
+        store,
+    )
+    c.start()
+    try:
+        ends = end_offsets(kafka_bootstrap, topic)
+        wait_for(
+            lambda: committed(kafka_bootstrap, unique_name, topic) == ends,
+            60,
+            "the recent messages committed",
+        )
+    finally:
+        assert c.stop(drain=True)
+    assert sorted(file_numbers(tmp_path / "out.jsonl")) == list(range(40, 100))
+
+
+def test_seek_back_beyond_newest_starts_at_end(
+    kafka_bootstrap: str, topic: str, unique_name: str, client: str, tmp_path: Path
+) -> None:
+    create_topic(kafka_bootstrap, topic, 1)
+    produce(kafka_bootstrap, topic, range(20), timestamp_ms=int(time.time() * 1000) - 7200 * 1000)
+    c = connector(
+        [
+            kafka_service(
+                kafka_bootstrap, client, **{"group.id": unique_name, "offset_seek_back_seconds": 60}
+            ),
+            {"name": "files", "provider": "file", "base_dir": str(tmp_path)},
+        ],
+        {
+            "name": "seekend",
+            "source": {"service_name": "kafka", "resource": topic, "output_encoding": "json"},
+            "sinks": [
+                {"service_name": "files", "resource": "out.jsonl", "output_encoding": "json"}
+            ],
+        },
+    )
+    c.start()
+    try:
+        wait_for(lambda: c._source is not None and bool(c._source.assignment()), 60, "assignment")  # type: ignore[attr-defined]
+        produce(kafka_bootstrap, topic, range(20, 25))
+        wait_for(lambda: len(file_numbers(tmp_path / "out.jsonl")) >= 5, 60, "the new messages")
+    finally:
+        assert c.stop(drain=True)
+    assert sorted(file_numbers(tmp_path / "out.jsonl")) == list(range(20, 25))
+
+
+def test_sink_reports_broker_rejection(kafka_bootstrap: str, unique_name: str, client: str) -> None:
+    out = f"small-{unique_name}"
+    create_topic(kafka_bootstrap, out, 1, {"max.message.bytes": "1000"})
+    svc = parse_config({"services": [kafka_service(kafka_bootstrap, client, retries=1)]}).services[
+        0
+    ]
+    from mstream.providers import get_provider
+
+    spec = get_provider("kafka")
+    assert spec.sink is not None
+    sink = spec.sink(svc, StepConfig("kafka", out), StepContext("t", "sink"))
+    sink.open()
+    results: list[BaseException | None] = []
+    finished = threading.Event()
+
+    def done(error: BaseException | None) -> None:
+        results.append(error)
+        finished.set()
+
+    try:
+        ok = Batch.of([Event(b'{"n": 1}', "json")], batched=False)
+        sink.write(ok, done)
+        assert finished.wait(30)
+        assert results == [None]
+        finished.clear()
+        big = Batch.of(
+            [Event(b'{"n": 2}', "json"), Event(b'{"pad": "' + b"x" * 5000 + b'"}', "json")],
+            batched=False,
+        )
+        sink.write(big, done)
+        assert finished.wait(60)
+    finally:
+        sink.close()
+    assert len(results) == 2 and isinstance(results[1], DeliveryError)
+    assert "too large" in str(results[1]).lower() or "size" in str(results[1]).lower()
+
+
+def test_unreachable_broker_fails_with_reason(
+    unique_name: str, client: str, tmp_path: Path
+) -> None:
+    from tests.servers.process import free_port
+
+    services = [
+        kafka_service(
+            f"127.0.0.1:{free_port()}",
+            client,
+            **{"group.id": unique_name, "request.timeout.ms": 2000},
+        ),
+        {"name": "g", "provider": "generator", "count": 5},
+    ]
+    c = connector(
+        services,
+        {
+            "name": "down",
+            "source": {"service_name": "g", "resource": "counter", "output_encoding": "json"},
+            "sinks": [{"service_name": "kafka", "resource": "nowhere", "output_encoding": "json"}],
+        },
+    )
+    c.max_restarts = 0
+    c.start()
+    finished = c.wait(120)
+    if not finished:
+        c.stop(drain=False)
+    assert finished and c.state == "failed"
+    assert c.reason and "kafka sink" in c.reason

@@ -1,0 +1,416 @@
+"""Kafka provider configuration: key mapping, rejection of unknown keys, secrets (no server)."""
+
+from __future__ import annotations
+
+import doctest
+import threading
+from collections.abc import Mapping
+
+import pytest
+
+import mstream.providers.kafka as kafka_provider
+import mstream.providers.kafka_confluent as kafka_confluent
+from mstream.config import parse_config
+from mstream.config.model import ServiceConfig, StepConfig
+from mstream.core import Batch, Event
+from mstream.errors import ConfigError, DeliveryError
+from mstream.providers import get_provider
+from mstream.providers.base import StepContext
+from mstream.providers.kafka import (
+    OPTIONS,
+    SECRET_FIELDS,
+    TP,
+    KafkaSinkBase,
+    KafkaSourceBase,
+    _Countdown,
+    client_options,
+    rdkafka_options,
+    supported_keys,
+)
+from mstream.registry import mask_service
+
+
+def _config(service: dict[str, object], environ: dict[str, str] | None = None) -> ServiceConfig:
+    raw = {
+        "services": [
+            {"name": "gen", "provider": "generator"},
+            {"name": "k", "provider": "kafka", **service},
+        ]
+    }
+    return parse_config(raw, "cfg.toml", environ=environ or {}).services[1]
+
+
+FULL = {
+    "bootstrap.servers": "h1:9092, h2:9093",
+    "group.id": "grp",
+    "client.id": "cli",
+    "security.protocol": "sasl_ssl",
+    "sasl.mechanism": "SCRAM-SHA-512",
+    "sasl.username": "user",
+    "sasl.password": "pw",
+    "ssl.ca.location": "/ca.pem",
+    "ssl.certificate.location": "/cert.pem",
+    "ssl.key.location": "/key.pem",
+    "ssl.key.password": "kpw",
+    "auto.offset.reset": "smallest",
+    "compression.type": "gzip",
+    "acks": "all",
+    "linger.ms": "5",
+    "batch.size": 32768,
+    "max.poll.records": 100,
+    "session.timeout.ms": 10000,
+    "fetch.max.bytes": "1048576",
+    "enable.idempotence": True,
+    "partition.assignment.strategy": "roundrobin",
+}
+
+
+def test_consumer_mapping() -> None:
+    svc = _config(FULL)
+    opts = client_options(svc.options, "consumer")
+    assert opts["bootstrap_servers"] == ["h1:9092", "h2:9093"]
+    assert opts["group_id"] == "grp"
+    assert opts["client_id"] == "cli"
+    assert opts["security_protocol"] == "SASL_SSL"
+    assert opts["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert opts["sasl_plain_username"] == "user"
+    assert opts["sasl_plain_password"] == "pw"
+    assert opts["ssl_cafile"] == "/ca.pem"
+    assert opts["ssl_certfile"] == "/cert.pem"
+    assert opts["ssl_keyfile"] == "/key.pem"
+    assert opts["ssl_password"] == "kpw"
+    assert opts["auto_offset_reset"] == "earliest"
+    assert opts["max_poll_records"] == 100
+    assert opts["session_timeout_ms"] == 10000
+    assert opts["fetch_max_bytes"] == 1048576
+    assert [a.name for a in opts["partition_assignment_strategy"]] == ["roundrobin"]
+    for producer_only in (
+        "acks",
+        "linger_ms",
+        "batch_size",
+        "compression_type",
+        "enable_idempotence",
+    ):
+        assert producer_only not in opts
+
+
+def test_producer_mapping() -> None:
+    svc = _config(FULL)
+    opts = client_options(svc.options, "producer")
+    assert opts["acks"] == "all"
+    assert opts["compression_type"] == "gzip"
+    assert opts["linger_ms"] == 5
+    assert opts["batch_size"] == 32768
+    assert opts["enable_idempotence"] is True
+    assert opts["sasl_plain_password"] == "pw"
+    for consumer_only in (
+        "group_id",
+        "auto_offset_reset",
+        "max_poll_records",
+        "session_timeout_ms",
+    ):
+        assert consumer_only not in opts
+
+
+def test_every_mapped_name_is_a_kafka_python_option() -> None:
+    from kafka import KafkaConsumer, KafkaProducer
+
+    for option in OPTIONS.values():
+        known = set()
+        if option.role in ("consumer", "both"):
+            known |= set(KafkaConsumer.DEFAULT_CONFIG)
+        if option.role in ("producer", "both"):
+            known |= set(KafkaProducer.DEFAULT_CONFIG)
+        assert option.python in known, option.key
+
+
+def test_rdkafka_mapping_keeps_librdkafka_names() -> None:
+    svc = _config({**FULL, "fetch.max.wait.ms": 200, "max.request.size": 2000000})
+    consumer = rdkafka_options(svc.options, "consumer")
+    assert consumer["bootstrap.servers"] == "h1:9092,h2:9093"
+    assert consumer["group.id"] == "grp"
+    assert consumer["auto.offset.reset"] == "earliest"
+    assert consumer["fetch.wait.max.ms"] == 200
+    assert "max.poll.records" not in consumer  # handled by mstream (consume(num_messages))
+    assert "acks" not in consumer
+    producer = rdkafka_options(svc.options, "producer")
+    assert producer["acks"] == -1 and producer["message.max.bytes"] == 2000000
+    assert "group.id" not in producer
+
+
+def test_unknown_key_rejected_with_supported_list() -> None:
+    with pytest.raises(ConfigError) as info:
+        _config({"bootstrap.servers": "h:1", "foo.bar": "x"})
+    text = str(info.value)
+    assert 'cfg.toml: services[1]."foo.bar": unsupported Kafka option (supported: ' in text
+    for key in (
+        "bootstrap.servers",
+        "group.id",
+        "sasl.password",
+        "offset_seek_back_seconds",
+        "client",
+    ):
+        assert key in text
+
+
+def test_bad_values_named() -> None:
+    with pytest.raises(ConfigError) as info:
+        _config({"bootstrap.servers": "h:1", "linger.ms": "soon", "acks": "most", "client": "java"})
+    text = str(info.value)
+    assert 'services[1]."linger.ms": expected an integer' in text
+    assert 'services[1]."acks": must be one of' in text
+    assert "services[1].client: must be kafka-python or confluent" in text
+
+
+def test_env_values_resolved_before_validation() -> None:
+    svc = _config(
+        {
+            "bootstrap.servers": "env:KAFKA_BOOT",
+            "sasl.password": "env:KAFKA_PW",
+            "linger.ms": "env:LINGER",
+        },
+        {"KAFKA_BOOT": "b:1", "KAFKA_PW": "secret", "LINGER": "7"},
+    )
+    assert svc.options["bootstrap.servers"] == "b:1"
+    assert svc.options["sasl.password"] == "secret"
+    assert svc.options["linger.ms"] == 7
+
+
+def test_plain_options_and_defaults() -> None:
+    svc = _config(
+        {"bootstrap.servers": "h:1", "offset_seek_back_seconds": 60, "client": "confluent"}
+    )
+    assert svc.options["offset_seek_back_seconds"] == 60
+    assert svc.options["client"] == "confluent"
+    assert _config({"bootstrap.servers": "h:1"}).options["client"] == "kafka-python"
+    with pytest.raises(ConfigError, match="offset_seek_back_seconds: must be at least 0"):
+        _config({"bootstrap.servers": "h:1", "offset_seek_back_seconds": -1})
+
+
+def test_secret_fields_declared_and_masked() -> None:
+    spec = get_provider("kafka")
+    assert {"sasl.password", "ssl.key.password"} <= spec.secret_fields == SECRET_FIELDS
+    masked = mask_service(_config(FULL))
+    assert masked["sasl.password"] == "****" and masked["ssl.key.password"] == "****"
+    assert masked["sasl.username"] == "user" and masked["group.id"] == "grp"
+
+
+def test_supported_keys_cover_the_issue_list() -> None:
+    for key in (
+        "bootstrap.servers",
+        "group.id",
+        "client.id",
+        "security.protocol",
+        "sasl.mechanism",
+        "sasl.username",
+        "sasl.password",
+        "ssl.ca.location",
+        "ssl.certificate.location",
+        "ssl.key.location",
+        "ssl.key.password",
+        "auto.offset.reset",
+        "compression.type",
+        "acks",
+        "linger.ms",
+        "batch.size",
+        "max.poll.records",
+        "session.timeout.ms",
+        "fetch.max.bytes",
+    ):
+        assert key in supported_keys()
+
+
+def test_source_needs_group_id() -> None:
+    raw = {
+        "services": [
+            {"name": "k", "provider": "kafka", "bootstrap.servers": "127.0.0.1:1"},
+            {"name": "out", "provider": "stdout"},
+        ],
+        "connectors": [
+            {
+                "name": "c",
+                "source": {"service_name": "k", "resource": "t", "output_encoding": "json"},
+                "sinks": [{"service_name": "out", "output_encoding": "json"}],
+            }
+        ],
+    }
+    cfg = parse_config(raw)
+    from mstream.runtime.connector import Connector
+
+    connector = Connector(cfg.connectors[0], {s.name: s for s in cfg.services})
+    connector.start()
+    assert connector.wait(10)
+    assert connector.state == "failed"
+    assert connector.reason is not None and '"group.id"' in connector.reason
+
+
+def test_step_batch_mode_validated() -> None:
+    raw = {
+        "services": [
+            {"name": "g", "provider": "generator"},
+            {"name": "k", "provider": "kafka", "bootstrap.servers": "h:1"},
+        ],
+        "connectors": [
+            {
+                "name": "c",
+                "source": {"service_name": "g", "output_encoding": "json"},
+                "sinks": [
+                    {
+                        "service_name": "k",
+                        "resource": "t",
+                        "output_encoding": "json",
+                        "batch_mode": "lines",
+                    }
+                ],
+            }
+        ],
+    }
+    with pytest.raises(
+        ConfigError, match=r"connectors\[0\].sinks\[0\].batch_mode: must be array or messages"
+    ):
+        parse_config(raw)
+    raw["connectors"][0]["sinks"][0]["batch_mode"] = "messages"  # type: ignore[index]
+    assert parse_config(raw).connectors[0].sinks[0].options == {"batch_mode": "messages"}
+
+
+def _sink(batch_mode: str = "array") -> KafkaSinkBase:
+    svc = ServiceConfig("k", "kafka", {"bootstrap.servers": "h:1"})
+    step = StepConfig("k", "t", options={"batch_mode": batch_mode})
+    return KafkaSinkBase(svc, step, StepContext("c", "sink"))
+
+
+def test_sink_messages_carry_key_and_headers() -> None:
+    events = [
+        Event(b'{"n":1}', "json", metadata={"key": b"k1", "headers": [("h", b"v")]}),
+        Event(b'{"n":2}', "json", attributes={"a": "b"}),
+    ]
+    msgs = _sink().messages(Batch.of(events, batched=False))
+    assert [(m.value, m.key, m.headers) for m in msgs] == [
+        (b'{"n":1}', b"k1", [("h", b"v")]),
+        (b'{"n":2}', None, [("a", b"b")]),
+    ]
+    as_messages = _sink("messages").messages(Batch.of(events, batched=True))
+    assert [m.value for m in as_messages] == [b'{"n":1}', b'{"n":2}']
+    array = _sink().messages(Batch.of(events, batched=True))
+    assert [m.value for m in array] == [b'[{"n":1},{"n":2}]']
+
+
+def test_countdown_reports_once() -> None:
+    got: list[BaseException | None] = []
+    c = _Countdown(3, got.append, "sink")
+    c.ok()
+    c.fail(RuntimeError("boom"))
+    c.ok()
+    c.ok()
+    assert len(got) == 1 and isinstance(got[0], DeliveryError) and "boom" in str(got[0])
+    ok: list[BaseException | None] = []
+    c = _Countdown(2, ok.append, "sink")
+    c.ok()
+    assert ok == []
+    c.ok()
+    assert ok == [None]
+
+
+class _FakeSource(KafkaSourceBase):
+    """The shared offset logic with a recording client."""
+
+    def __init__(self, resume: object = None, seek_back: int | None = None) -> None:
+        opts: dict[str, object] = {
+            "bootstrap.servers": "h:1",
+            "group.id": "g",
+            "commit_interval_ms": 1000,
+        }
+        if seek_back is not None:
+            opts["offset_seek_back_seconds"] = seek_back
+        ctx = StepContext(
+            "c", "source", checkpointing=True, resume_position=resume, stopping=threading.Event()
+        )
+        super().__init__(ServiceConfig("k", "kafka", opts), StepConfig("k", "t"), ctx)
+        self.commits: list[dict[tuple[str, int], int]] = []
+        self.seeks: list[tuple[tuple[str, int], int]] = []
+        self.fail_commits = False
+
+    def _commit_offsets(self, offsets: Mapping[TP, int]) -> None:
+        if self.fail_commits:
+            raise RuntimeError("coordinator moved")
+        self.commits.append(dict(offsets))
+
+    def _seek(self, tp: TP, offset: int) -> None:
+        self.seeks.append((tp, offset))
+
+    def _offsets_for_times(self, tps: list[TP], timestamp_ms: int) -> dict[TP, int | None]:
+        return {tp: (7 if tp[1] == 0 else None) for tp in tps}
+
+    def _end_offset(self, tp: TP) -> int:
+        return 99
+
+
+def test_commits_in_partition_order_when_acks_arrive_out_of_order() -> None:
+    src = _FakeSource()
+    src._assigned([("t", 0), ("t", 1)])
+    make0, make1 = src._acker(("t", 0)), src._acker(("t", 1))
+    a0, b0, c0 = make0(10), make0(11), make0(12)
+    a1 = make1(3)
+    c0()
+    a1()
+    src.commit()
+    assert src.commits == [{("t", 1): 4}]
+    a0()
+    src.commit()
+    assert src.commits[-1] == {("t", 0): 11}
+    b0()
+    src.commit()
+    assert src.commits[-1] == {("t", 0): 13}
+    src.commit()  # nothing changed: no commit
+    assert len(src.commits) == 3
+    assert src.position() == {"t": {"0": 13, "1": 4}}
+
+
+def test_failed_commit_is_retried() -> None:
+    src = _FakeSource()
+    src._assigned([("t", 0)])
+    src._acker(("t", 0))(5)()
+    src.fail_commits = True
+    src.commit()
+    assert src.commits == []
+    src.fail_commits = False
+    src.commit()
+    assert src.commits == [{("t", 0): 6}]
+
+
+def test_revoke_commits_acknowledged_and_ignores_late_acks() -> None:
+    src = _FakeSource()
+    src.revoke_wait = 0.05
+    src._assigned([("t", 0)])
+    make = src._acker(("t", 0))
+    first, second = make(0), make(1)
+    first()
+    src._revoked([("t", 0)])  # `second` still in flight: waits briefly, commits offset 1
+    assert src.commits == [{("t", 0): 1}]
+    second()  # a late ack from before the revocation changes nothing
+    src._assigned([("t", 0)])
+    src.commit()
+    assert src.commits == [{("t", 0): 1}]
+    assert src.position() == {"t": {"0": 1}}
+
+
+def test_checkpoint_seek_on_first_assignment_only() -> None:
+    src = _FakeSource(resume={"t": {"0": 42, "1": "17"}})
+    src._assigned([("t", 0), ("t", 1), ("t", 2)])
+    assert sorted(src.seeks) == [(("t", 0), 42), (("t", 1), 17)]
+    src._revoked([("t", 0), ("t", 1), ("t", 2)])
+    src._assigned([("t", 0)])
+    assert len(src.seeks) == 2  # a later rebalance keeps the group's committed offsets
+    assert src.position() == {"t": {"0": 42, "1": 17}}
+
+
+def test_seek_back_wins_over_checkpoint() -> None:
+    src = _FakeSource(resume={"t": {"0": 42}}, seek_back=60)
+    src._assigned([("t", 0), ("t", 1)])
+    assert sorted(src.seeks) == [(("t", 0), 7), (("t", 1), 99)]
+
+
+@pytest.mark.parametrize("module", [kafka_provider, kafka_confluent])
+def test_docstring_examples(module: object) -> None:
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)  # type: ignore[arg-type]
+    assert result.attempted > 0 and result.failed == 0
