@@ -94,11 +94,11 @@ def _serve(
     try:
         started = start()
     except ServerUnavailable as exc:
-        _STATE.notes[name] = "unavailable"
+        _STATE.notes[name] = f"{name} unavailable"
         _unavailable(name, str(exc))
         raise  # not reached: _unavailable always raises
     except Exception:
-        _STATE.notes[name] = "FAILED to start"
+        _STATE.notes[name] = f"{name} FAILED to start"
         raise
     server = started.server
     note = f"{name} started in {started.start_seconds:.1f}s"
