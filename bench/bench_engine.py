@@ -42,7 +42,9 @@ def run_engine(case: str, events: int, out_dir: str) -> float:
     connector: dict[str, object] = {
         "name": "bench",
         "source": {"service_name": "gen", "resource": "users", "output_encoding": "json"},
-        "sinks": [{"service_name": "files", "resource": "out.jsonl", "output_encoding": spec["encoding"]}],
+        "sinks": [
+            {"service_name": "files", "resource": "out.jsonl", "output_encoding": spec["encoding"]}
+        ],
         "schemas": [{"id": "user", "service_name": "schemas", "resource": str(USER_SCHEMA)}],
     }
     if spec["encoding"] == "avro":
@@ -113,7 +115,9 @@ def main() -> None:
     if args.child:
         child(args.child[0], args.child[1], args.events)
         return
-    print(f"{args.events:,} events per run, generator -> file sink, Python {sys.version.split()[0]}")
+    print(
+        f"{args.events:,} events per run, generator -> file sink, Python {sys.version.split()[0]}"
+    )
     header = f"{'case':<24} {'engine ev/s':>12} {'plain ev/s':>12} {'ratio':>6} {'engine MB':>10} {'plain MB':>9}"
     print(header)
     print("-" * len(header))

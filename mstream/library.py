@@ -70,7 +70,9 @@ def run_config(
     return manager
 
 
-def _step(service: Mapping[str, Any], resource: str, encoding: str, options: Mapping[str, Any]) -> Any:
+def _step(
+    service: Mapping[str, Any], resource: str, encoding: str, options: Mapping[str, Any]
+) -> Any:
     svc = parse_service(dict(service), "service")
     step = StepConfig(
         service_name=svc.name,
@@ -101,7 +103,9 @@ def source(
     factory = get_provider(svc.provider).source
     if factory is None:
         raise ValueError(f"provider {svc.provider!r} cannot be a source")
-    return source_observable(factory(svc, step, StepContext("library", "source")), stopping or threading.Event())
+    return source_observable(
+        factory(svc, step, StepContext("library", "source")), stopping or threading.Event()
+    )
 
 
 def sink(

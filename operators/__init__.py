@@ -37,4 +37,13 @@ from ._middleware import middleware
 
 from ._batchwise import map_each
 
-__all__ = ["SinkTarget", "map_each", "batch", "convert", "convert_events", "deliver", "middleware", "validate"]
+__all__ = [
+    "SinkTarget",
+    "map_each",
+    "batch",
+    "convert",
+    "convert_events",
+    "deliver",
+    "middleware",
+    "validate",
+]

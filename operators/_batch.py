@@ -104,7 +104,9 @@ def batch(
                     closed[0] = True
                 observer.on_completed()
 
-            subscription = source.subscribe(on_next, on_error, on_completed, scheduler=sub_scheduler)
+            subscription = source.subscribe(
+                on_next, on_error, on_completed, scheduler=sub_scheduler
+            )
             return CompositeDisposable(subscription, timer)
 
         return Observable(subscribe)

@@ -28,14 +28,18 @@ def map_each(fn: Callable[[_T], _R]) -> Callable[[Observable[_T]], Observable[_R
                 else:
                     on_next_down(result)
 
-            return source.subscribe(on_next, observer.on_error, observer.on_completed, scheduler=scheduler)
+            return source.subscribe(
+                on_next, observer.on_error, observer.on_completed, scheduler=scheduler
+            )
 
         return Observable(subscribe)
 
     return operator
 
 
-def pipe_all(*ops: Callable[[Observable[Any]], Observable[Any]]) -> Callable[[Observable[Any]], Observable[Any]]:
+def pipe_all(
+    *ops: Callable[[Observable[Any]], Observable[Any]],
+) -> Callable[[Observable[Any]], Observable[Any]]:
     """Compose operators left to right (``source.pipe(*ops)`` as one operator)."""
 
     def operator(source: Observable[Any]) -> Observable[Any]:

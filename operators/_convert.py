@@ -19,17 +19,36 @@ def convert_events(
     encoding: str,
     schema: AvroSchema | None,
     reject: Reject,
+    *,
+    verify: bool = False,
 ) -> list[Event]:
     """Convert each event to ``encoding`` (validating Avro); bad events go to ``reject``.
+
+    With ``verify``, events already in ``encoding`` are decoded too (once; the document is
+    cached), so an undecodable payload is caught here rather than passed on.
 
     Example:
         >>> out = convert_events([Event(b'{"a": 1}', "json")], "bson", None, print)
         >>> out[0].encoding, out[0].doc
         ('bson', {'a': 1})
+        >>> bad = []
+        >>> convert_events([Event(b'{', "json")], "json", None, lambda e, r, s: bad.append(s),
+        ...     verify=True), bad
+        ([], ['decode'])
     """
     if encoding != "avro" and all(e.encoding == encoding for e in events):
-        return events
-    out: list[Event] = []
+        if not verify:
+            return events
+        out = []
+        for event in events:
+            try:
+                event.doc  # noqa: B018 - decoding is the check
+            except EventError as exc:
+                reject(event, str(exc), exc.stage)
+            else:
+                out.append(event)
+        return events if len(out) == len(events) else out
+    out = []
     append = out.append
     for event in events:
         try:
@@ -44,6 +63,7 @@ def convert(
     reject: Reject,
     schema: AvroSchema | None = None,
     input_schema: AvroSchema | None = None,
+    verify: bool = False,
 ) -> Callable[[Observable[Batch]], Observable[Batch]]:
     """Convert every event of each batch to ``encoding``.
 
@@ -55,6 +75,8 @@ def convert(
         reject: ``reject(event, reason, stage)`` for bad events.
         schema: the schema in force after this step (required for Avro output).
         input_schema: the schema to read Avro input with, for events that carry none.
+        verify: decode events even when already in ``encoding`` (used right after the
+            source, so undecodable input is dead-lettered there).
 
     Example:
         >>> import reactivex
@@ -73,13 +95,15 @@ def convert(
             for event in events:
                 if event.schema is None and event.encoding == "avro":
                     event.schema = input_schema
-        converted = convert_events(events, encoding, schema, reject)
+        converted = convert_events(events, encoding, schema, reject, verify=verify)
         return batch if converted is events else batch.with_events(converted)
 
     return map_each(step)
 
 
-def validate(schema: AvroSchema, reject: Reject) -> Callable[[Observable[Batch]], Observable[Batch]]:
+def validate(
+    schema: AvroSchema, reject: Reject
+) -> Callable[[Observable[Batch]], Observable[Batch]]:
     """Validate every event's document against ``schema``, whatever its encoding.
 
     Example:

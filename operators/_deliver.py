@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from reactivex import Observable, abc
 
-from mstream.core import Batch, ConnectorCounters
+from mstream.core import Batch, ConnectorCounters, Event
 from mstream.encodings import AvroSchema
 from mstream.errors import RejectedError
 from mstream.providers.base import Reject, Sink
@@ -41,6 +41,15 @@ class _Completion:
         with self.lock:
             self.remaining -= 1
             return self.remaining == 0 and not self.failed
+
+
+def _labelled(reject: Reject, label: str) -> Reject:
+    """``reject`` with the sink named in the reason."""
+
+    def labelled(event: Event, reason: str, stage: str) -> None:
+        reject(event, f"{label}: {reason}", stage)
+
+    return labelled
 
 
 def deliver(
@@ -83,6 +92,9 @@ def deliver(
             observer: abc.ObserverBase[Batch], scheduler: abc.SchedulerBase | None = None
         ) -> abc.DisposableBase:
             slots = threading.BoundedSemaphore(max_in_flight)
+            sink_rejects = [
+                _labelled(reject, f"sinks[{i}] ({t.name})") for i, t in enumerate(targets)
+            ]
             emit_lock = threading.Lock()
             state = {"failed": False, "completed": False}
 
@@ -91,7 +103,9 @@ def deliver(
                     if state["failed"]:
                         return
                     state["failed"] = True
-                observer.on_error(error if isinstance(error, Exception) else RuntimeError(str(error)))
+                observer.on_error(
+                    error if isinstance(error, Exception) else RuntimeError(str(error))
+                )
 
             def finish(completion: _Completion) -> None:
                 batch = completion.batch
@@ -108,12 +122,14 @@ def deliver(
                     if not state["failed"]:
                         observer.on_next(batch)
 
-            def make_done(completion: _Completion, sent: Batch) -> Callable[[BaseException | None], None]:
+            def make_done(
+                completion: _Completion, sent: Batch, label_reject: Reject
+            ) -> Callable[[BaseException | None], None]:
                 def done(error: BaseException | None) -> None:
                     if error is not None:
                         if isinstance(error, RejectedError):
                             for event in sent.events:
-                                reject(event, str(error), "sink")
+                                label_reject(event, str(error), "sink")
                         else:
                             with completion.lock:
                                 first = not completion.failed
@@ -136,11 +152,13 @@ def deliver(
                     completion.remaining = 0
                     finish(completion)
                     return
-                for target in targets:
+                for target, target_reject in zip(targets, sink_rejects, strict=True):
                     try:
-                        events = convert_events(batch.events, target.encoding, target.schema, reject)
+                        events = convert_events(
+                            batch.events, target.encoding, target.schema, target_reject
+                        )
                         sent = batch if events is batch.events else batch.with_events(events)
-                        done = make_done(completion, sent)
+                        done = make_done(completion, sent, target_reject)
                         if sent.events:
                             target.sink.write(sent, done)
                         else:

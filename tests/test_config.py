@@ -94,11 +94,20 @@ sinks = [{ service_name = "gen", output_encoding = "json" }]
 """
     found = [p.split(": ", 1)[1] for p in problems(tmp_path, text)]
     assert "services[0].count: expected integer" in found
-    assert any(p.startswith("services[0].colour: unknown field (known for provider 'generator'") for p in found)
-    assert any(p.startswith("services[1].provider: unknown provider 'carrier-pigeon'") for p in found)
-    assert any(p.startswith("connectors[0].source.service_name: no service named 'missing'") for p in found)
     assert any(
-        p.startswith("connectors[0].sinks[0].service_name: provider 'generator' of service 'gen' cannot be a sink")
+        p.startswith("services[0].colour: unknown field (known for provider 'generator'")
+        for p in found
+    )
+    assert any(
+        p.startswith("services[1].provider: unknown provider 'carrier-pigeon'") for p in found
+    )
+    assert any(
+        p.startswith("connectors[0].source.service_name: no service named 'missing'") for p in found
+    )
+    assert any(
+        p.startswith(
+            "connectors[0].sinks[0].service_name: provider 'generator' of service 'gen' cannot be a sink"
+        )
         for p in found
     )
     assert len(found) == 5
@@ -109,7 +118,9 @@ def test_env_values(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, text), {"OUT_DIR": str(tmp_path)})
     assert cfg.service("files").options["base_dir"] == str(tmp_path)  # type: ignore[union-attr]
     found = problems(tmp_path, text, {})
-    assert found == [f"{tmp_path / 'cfg.toml'}: services[1].base_dir: environment variable OUT_DIR is not set"]
+    assert found == [
+        f"{tmp_path / 'cfg.toml'}: services[1].base_dir: environment variable OUT_DIR is not set"
+    ]
 
 
 def test_avro_needs_a_schema_and_known_schema_ids() -> None:
@@ -127,6 +138,11 @@ def test_avro_needs_a_schema_and_known_schema_ids() -> None:
         parse_config(raw, "x.toml", {})
     assert info.value.problems == [
         "x.toml: connectors[0].source.schema_id: unknown schema id 'nope' (defined: none)",
+    ]
+    del raw["connectors"][0]["source"]["schema_id"]  # type: ignore[index]
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw, "x.toml", {})
+    assert info.value.problems == [
         "x.toml: connectors[0].sinks[0].output_encoding: avro needs a schema "
         "(set schema_id here or on an earlier step)",
     ]
@@ -168,12 +184,16 @@ def test_duplicate_names_and_bad_system(tmp_path: Path) -> None:
 
 
 def test_invalid_toml_and_missing_file(tmp_path: Path) -> None:
-    assert problems(tmp_path, "[[services]\n")[0].startswith(f"{tmp_path / 'cfg.toml'}: invalid TOML:")
+    assert problems(tmp_path, "[[services]\n")[0].startswith(
+        f"{tmp_path / 'cfg.toml'}: invalid TOML:"
+    )
     with pytest.raises(ConfigError, match="file not found"):
         load_config(tmp_path / "nope.toml")
 
 
-def test_cli_exit_code_2_with_one_line_per_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_exit_code_2_with_one_line_per_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = write(
         tmp_path,
         '[[services]]\nname = "g"\nprovider = "generator"\nrate = -1\ncount = 1.5\n',

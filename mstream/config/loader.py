@@ -55,7 +55,9 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
     return parse_config(raw, file, os.environ if environ is None else environ)
 
 
-def parse_config(raw: Mapping[str, Any], file: str = "<memory>", environ: Mapping[str, str] | None = None) -> Config:
+def parse_config(
+    raw: Mapping[str, Any], file: str = "<memory>", environ: Mapping[str, str] | None = None
+) -> Config:
     """Validate an already parsed config document.
 
     Raises:
@@ -74,6 +76,9 @@ def parse_config(raw: Mapping[str, Any], file: str = "<memory>", environ: Mappin
             service = parse_service(raw_service, f"services[{i}]")
         except ConfigError as exc:
             problems += exc.problems
+            placeholder = _placeholder(raw_service)
+            if placeholder is not None:  # known by name: no knock-on "no service named" errors
+                services.setdefault(placeholder.name, placeholder)
             continue
         if service.name in services:
             problems.append(f"services[{i}].name: duplicate service name {service.name!r}")
@@ -104,3 +109,13 @@ def parse_config(raw: Mapping[str, Any], file: str = "<memory>", environ: Mappin
         system=system,
         path=file,
     )
+
+
+def _placeholder(raw: Any) -> ServiceConfig | None:
+    """A stand-in for a service that failed validation, so references to it still resolve."""
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("name"), str):
+        return None
+    from mstream.providers import PROVIDER_MODULES
+
+    provider = raw.get("provider")
+    return ServiceConfig(raw["name"], provider if provider in PROVIDER_MODULES else "", {})

@@ -16,8 +16,8 @@ Example:
     ...         "output_encoding": "xml"}, "sinks": []}, services)
     ... except ConfigError as exc:
     ...     print(exc)
-    sinks: must have at least 1 item
     source.output_encoding: must be one of: json, bson, avro (got 'xml')
+    sinks: must have at least 1 item
 """
 
 from __future__ import annotations
@@ -240,7 +240,9 @@ def _load(schema: Schema, raw: Any, path: str) -> dict[str, Any]:
         lines = flatten_errors(exc.messages, path)
         if any(line.endswith(": unknown field") for line in lines):
             lines = [
-                f"{line} (known: {_known_fields(schema)})" if line.endswith(": unknown field") else line
+                f"{line} (known: {_known_fields(schema)})"
+                if line.endswith(": unknown field")
+                else line
                 for line in lines
             ]
         raise ConfigError(lines) from None
@@ -279,7 +281,9 @@ def parse_service(raw: Any, path: str = "") -> ServiceConfig:
     return ServiceConfig(name=head["name"], provider=spec.name, options=loaded)
 
 
-def _parse_step(raw: dict[str, Any], path: str, role: str, services: Mapping[str, ServiceConfig]) -> tuple[StepConfig | None, list[str]]:
+def _parse_step(
+    raw: dict[str, Any], path: str, role: str, services: Mapping[str, ServiceConfig]
+) -> tuple[StepConfig | None, list[str]]:
     from mstream.providers import get_provider
 
     problems: list[str] = []
@@ -288,7 +292,11 @@ def _parse_step(raw: dict[str, Any], path: str, role: str, services: Mapping[str
     service = services.get(raw["service_name"])
     if service is None:
         known = ", ".join(sorted(services)) or "none defined"
-        problems.append(f"{path}.service_name: no service named {raw['service_name']!r} (services: {known})")
+        problems.append(
+            f"{path}.service_name: no service named {raw['service_name']!r} (services: {known})"
+        )
+        return None, problems
+    if not service.provider:  # the service itself is invalid and already reported
         return None, problems
     spec = get_provider(service.provider)
     factory = {"source": spec.source, "sink": spec.sink, "middleware": spec.middleware}[role]
@@ -303,7 +311,9 @@ def _parse_step(raw: dict[str, Any], path: str, role: str, services: Mapping[str
     if extra:
         if spec.step_options is None:
             for key in sorted(extra):
-                problems.append(f"{path}.{key}: unknown field (known: {', '.join(sorted(base_keys))})")
+                problems.append(
+                    f"{path}.{key}: unknown field (known: {', '.join(sorted(base_keys))})"
+                )
         else:
             try:
                 options = dict(spec.step_options().load(extra))
@@ -320,14 +330,16 @@ def _parse_step(raw: dict[str, Any], path: str, role: str, services: Mapping[str
     return step, problems
 
 
-def parse_connector(raw: Any, services: Mapping[str, ServiceConfig], path: str = "") -> ConnectorConfig:
+def parse_connector(
+    raw: Any, services: Mapping[str, ServiceConfig], path: str = ""
+) -> ConnectorConfig:
     """Validate one connector definition against the known services.
 
     Raises:
         ConfigError: one line per problem, each with its path.
     """
     data = _load(ConnectorSchema(), raw, path)
-    p = (lambda key: _path(path, key))
+    p = lambda key: _path(path, key)
     problems: list[str] = []
     steps: dict[str, Any] = {}
     source, found = _parse_step(data["source"], p("source"), "source", services)
@@ -353,7 +365,9 @@ def parse_connector(raw: Any, services: Mapping[str, ServiceConfig], path: str =
             problems.append(f"{p('schemas')}[{i}].id: duplicate schema id {ref.id!r}")
         service = services.get(ref.service_name)
         if service is None:
-            problems.append(f"{p('schemas')}[{i}].service_name: no service named {ref.service_name!r}")
+            problems.append(
+                f"{p('schemas')}[{i}].service_name: no service named {ref.service_name!r}"
+            )
         else:
             from mstream.providers import get_provider
 
@@ -369,28 +383,40 @@ def parse_connector(raw: Any, services: Mapping[str, ServiceConfig], path: str =
     for label, raw_step in ordered:
         sid = raw_step.get("schema_id")
         if sid is not None and sid not in schema_ids:
-            problems.append(f"{p(label)}.schema_id: unknown schema id {sid!r} (defined: {', '.join(schema_ids) or 'none'})")
+            problems.append(
+                f"{p(label)}.schema_id: unknown schema id {sid!r} (defined: {', '.join(schema_ids) or 'none'})"
+            )
         current = sid or current
         if raw_step.get("output_encoding") == "avro" and current is None:
-            problems.append(f"{p(label)}.output_encoding: avro needs a schema (set schema_id here or on an earlier step)")
+            problems.append(
+                f"{p(label)}.output_encoding: avro needs a schema (set schema_id here or on an earlier step)"
+            )
     for i, raw_step in enumerate(data["sinks"]):
         sid = raw_step.get("schema_id")
         if sid is not None and sid not in schema_ids:
-            problems.append(f"{p('sinks')}[{i}].schema_id: unknown schema id {sid!r} (defined: {', '.join(schema_ids) or 'none'})")
+            problems.append(
+                f"{p('sinks')}[{i}].schema_id: unknown schema id {sid!r} (defined: {', '.join(schema_ids) or 'none'})"
+            )
         if raw_step.get("output_encoding") == "avro" and (sid or current) is None:
-            problems.append(f"{p('sinks')}[{i}].output_encoding: avro needs a schema (set schema_id here or on an earlier step)")
+            problems.append(
+                f"{p('sinks')}[{i}].output_encoding: avro needs a schema (set schema_id here or on an earlier step)"
+            )
 
     dead_letter = None
     if data["dead_letter"] is not None:
         dead_letter = DeadLetterConfig(**data["dead_letter"])
         service = services.get(dead_letter.service_name)
         if service is None:
-            problems.append(f"{p('dead_letter')}.service_name: no service named {dead_letter.service_name!r}")
+            problems.append(
+                f"{p('dead_letter')}.service_name: no service named {dead_letter.service_name!r}"
+            )
         else:
             from mstream.providers import get_provider
 
             if get_provider(service.provider).sink is None:
-                problems.append(f"{p('dead_letter')}.service_name: provider {service.provider!r} cannot be a sink")
+                problems.append(
+                    f"{p('dead_letter')}.service_name: provider {service.provider!r} cannot be a sink"
+                )
     if problems:
         raise ConfigError(problems)
     assert source is not None
@@ -410,7 +436,9 @@ def parse_connector(raw: Any, services: Mapping[str, ServiceConfig], path: str =
     )
 
 
-def parse_system(raw: Any, services: Mapping[str, ServiceConfig], path: str = "system") -> SystemConfig:
+def parse_system(
+    raw: Any, services: Mapping[str, ServiceConfig], path: str = "system"
+) -> SystemConfig:
     """Validate the ``[system]`` table.
 
     Raises:

@@ -134,15 +134,23 @@ class Batch:
         acks: the source acknowledgements, all called once every sink has finished.
         batched: ``True`` when the connector batches (sinks write one array);
             ``False`` for a chunk of independent events.
+        source_count: how many source events the batch stands for (default: ``len(events)``).
     """
 
     __slots__ = ("acks", "batched", "events", "source_count")
 
-    def __init__(self, events: list[Event], acks: list[Ack], *, batched: bool) -> None:
+    def __init__(
+        self,
+        events: list[Event],
+        acks: list[Ack],
+        *,
+        batched: bool,
+        source_count: int | None = None,
+    ) -> None:
         self.events = events
         self.acks = acks
         self.batched = batched
-        self.source_count = len(acks)
+        self.source_count = len(events) if source_count is None else source_count
 
     @classmethod
     def of(cls, events: Iterable[Event], *, batched: bool) -> Batch:
@@ -152,9 +160,7 @@ class Batch:
 
     def with_events(self, events: list[Event]) -> Batch:
         """The same batch (same acks) carrying other events."""
-        b = Batch(events, self.acks, batched=self.batched)
-        b.source_count = self.source_count
-        return b
+        return Batch(events, self.acks, batched=self.batched, source_count=self.source_count)
 
     def ack_all(self) -> None:
         """Acknowledge every source event of the batch."""

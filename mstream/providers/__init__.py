@@ -49,7 +49,9 @@ def get_provider(name: str) -> ProviderSpec:
         return spec
     module_name = PROVIDER_MODULES.get(name)
     if module_name is None:
-        raise ConfigError(f"unknown provider {name!r}; expected one of: {', '.join(PROVIDER_MODULES)}")
+        raise ConfigError(
+            f"unknown provider {name!r}; expected one of: {', '.join(PROVIDER_MODULES)}"
+        )
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:

@@ -2,7 +2,7 @@
 
 Each line is one event. With ``json`` encoding the line is the JSON document; with
 ``bson`` or ``avro`` the line is the base64 of the bytes (so any encoding round-trips
-through a file). A file service is also a schema registry: a ``schemas`` entry whose
+through a file). A source reads JSON lines unless its step sets ``input_encoding``. A file service is also a schema registry: a ``schemas`` entry whose
 service is a file service reads the Avro schema (``.avsc`` JSON) at ``resource``.
 
 Service options: ``base_dir`` (resources are resolved inside it and may not leave it),
@@ -54,7 +54,9 @@ class FileServiceSchema(Schema):
         load_default=200, strict=True, validate=validate.Range(min=1, max=60_000)
     )
     fsync = fields.Boolean(load_default=False)
-    chunk_size = fields.Integer(load_default=500, strict=True, validate=validate.Range(min=1, max=100_000))
+    chunk_size = fields.Integer(
+        load_default=500, strict=True, validate=validate.Range(min=1, max=100_000)
+    )
 
 
 class FileStepSchema(Schema):
@@ -78,7 +80,9 @@ def resolve_path(service: ServiceConfig, resource: str) -> Path:
     root = Path(base).resolve()
     path = (root / resource).resolve()
     if path != root and root not in path.parents:
-        raise ConfigError(f"service {service.name!r}: resource {resource!r} is outside base_dir {base!r}")
+        raise ConfigError(
+            f"service {service.name!r}: resource {resource!r} is outside base_dir {base!r}"
+        )
     return path
 
 
@@ -87,7 +91,7 @@ class FileSource(Source):
 
     def __init__(self, service: ServiceConfig, step: StepConfig, ctx: StepContext) -> None:
         self.path = resolve_path(service, step.resource)
-        self.encoding = step.input_encoding or step.output_encoding
+        self.encoding = step.input_encoding or "json"
         self.follow: bool = service.options.get("follow", False)
         self.poll = service.options.get("poll_interval_ms", 200) / 1000.0
         self.chunk_size: int = service.options.get("chunk_size", 500)
@@ -130,7 +134,9 @@ class FileSource(Source):
                     ack: Any = None
                     if tracker is not None:
                         ack = _acker(tracker, tracker.add({"offset": offset}))
-                    events.append(Event(payload, self.encoding, metadata={"offset": offset}, ack=ack))
+                    events.append(
+                        Event(payload, self.encoding, metadata={"offset": offset}, ack=ack)
+                    )
                 if events:
                     emit(events)
                 elif self.follow:
@@ -163,7 +169,9 @@ class FileSink(SyncSink):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._handle = self.path.open("ab")
         except OSError as exc:
-            raise DeliveryError(f"cannot open {self.resource!r} for writing: {exc.strerror}") from None
+            raise DeliveryError(
+                f"cannot open {self.resource!r} for writing: {exc.strerror}"
+            ) from None
 
     def _line(self, payload: bytes) -> bytes:
         if self.encoding != "json":
@@ -176,7 +184,10 @@ class FileSink(SyncSink):
         """Write the batch: one line per event, or one array line (``batch_layout = "array"``)."""
         if batch.batched and self.layout == "array":
             schema: AvroSchema | None = batch.events[0].schema if batch.events else None
-            data = self._line(encode_batch([e.doc for e in batch.events], self.encoding, schema)) + b"\n"
+            data = (
+                self._line(encode_batch([e.doc for e in batch.events], self.encoding, schema))
+                + b"\n"
+            )
         else:
             data = b"\n".join([self._line(e.payload) for e in batch.events]) + b"\n"
         with self._lock:
@@ -209,7 +220,9 @@ def load_schema(service: ServiceConfig, resource: str) -> AvroSchema:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"schema file {resource!r} of service {service.name!r}: {exc.strerror}") from None
+        raise ConfigError(
+            f"schema file {resource!r} of service {service.name!r}: {exc.strerror}"
+        ) from None
     return AvroSchema.parse(text, name=resource)
 
 

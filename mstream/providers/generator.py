@@ -37,44 +37,45 @@ _CITIES = ("Lisbon", "Oslo", "Austin", "Kyoto", "Lagos", "Lima", "Perth", "Quebe
 _EPOCH_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
 
+def user_doc(i: int) -> dict[str, Any]:
+    """A 10-field user event."""
+    return {
+        "user_id": i,
+        "name": f"user-{i}",
+        "email": f"user{i}@example.com",
+        "phone": f"+1-555-{i % 10_000:04d}",
+        "age": 18 + i % 60,
+        "city": _CITIES[i % len(_CITIES)],
+        "active": i % 3 != 0,
+        "score": round((i * 7919 % 1000) / 10.0, 1),
+        "signup_ms": _EPOCH_MS + i * 1000,
+        "tags": ["a", "b"] if i % 2 else ["c"],
+    }
+
+
+def order_doc(i: int) -> dict[str, Any]:
+    """An order event."""
+    return {
+        "order_id": f"o-{i}",
+        "user_id": i % 1000,
+        "amount": round(5 + (i * 31 % 5000) / 100.0, 2),
+        "currency": "EUR",
+        "items": 1 + i % 5,
+        "created_ms": _EPOCH_MS + i * 250,
+    }
+
+
+def counter_doc(i: int) -> dict[str, Any]:
+    """``{"n": i}``."""
+    return {"n": i}
+
+
 def make_user(i: int) -> bytes:
     """A 10-field user event as JSON bytes."""
-    return orjson.dumps(
-        {
-            "user_id": i,
-            "name": f"user-{i}",
-            "email": f"user{i}@example.com",
-            "phone": f"+1-555-{i % 10_000:04d}",
-            "age": 18 + i % 60,
-            "city": _CITIES[i % len(_CITIES)],
-            "active": i % 3 != 0,
-            "score": round((i * 7919 % 1000) / 10.0, 1),
-            "signup_ms": _EPOCH_MS + i * 1000,
-            "tags": ["a", "b"] if i % 2 else ["c"],
-        }
-    )
+    return orjson.dumps(user_doc(i))
 
 
-def make_order(i: int) -> bytes:
-    """An order event as JSON bytes."""
-    return orjson.dumps(
-        {
-            "order_id": f"o-{i}",
-            "user_id": i % 1000,
-            "amount": round(5 + (i * 31 % 5000) / 100.0, 2),
-            "currency": "EUR",
-            "items": 1 + i % 5,
-            "created_ms": _EPOCH_MS + i * 250,
-        }
-    )
-
-
-def make_counter(i: int) -> bytes:
-    """``{"n": i}`` as JSON bytes."""
-    return b'{"n":%d}' % i
-
-
-_MAKERS = {"users": make_user, "orders": make_order, "counter": make_counter}
+_MAKERS = {"users": user_doc, "orders": order_doc, "counter": counter_doc}
 
 
 class GeneratorServiceSchema(Schema):
@@ -133,12 +134,16 @@ class GeneratorSource(Source):
             if stop_at <= i:
                 return
             events: list[Event] = []
+            dumps = orjson.dumps
             for n in range(i, stop_at):
-                payload = b'{"broken": ' if invalid_every and (n + 1) % invalid_every == 0 else make(n)
                 ack: Any = None
                 if tracker is not None:
                     ack = _acker(tracker, tracker.add(n + 1))
-                events.append(Event(payload, "json", metadata={"seq": n}, ack=ack))
+                if invalid_every and (n + 1) % invalid_every == 0:
+                    events.append(Event(b'{"broken": ', "json", metadata={"seq": n}, ack=ack))
+                    continue
+                doc = make(n)
+                events.append(Event(dumps(doc), "json", metadata={"seq": n}, ack=ack, doc=doc))
             emit(events)
             made += stop_at - i
             i = stop_at

@@ -73,7 +73,9 @@ def source_observable(source: Source, stopping: threading.Event) -> Observable[l
         [1, 2]
     """
 
-    def subscribe(observer: abc.ObserverBase[list[Event]], scheduler: abc.SchedulerBase | None = None) -> abc.DisposableBase:
+    def subscribe(
+        observer: abc.ObserverBase[list[Event]], scheduler: abc.SchedulerBase | None = None
+    ) -> abc.DisposableBase:
         disposed = threading.Event()
 
         def emit(events: list[Event]) -> None:
@@ -97,7 +99,9 @@ def source_observable(source: Source, stopping: threading.Event) -> Observable[l
     return reactivex.create(subscribe)
 
 
-def _schema_for(step: StepConfig, inherited: AvroSchema | None, schemas: Mapping[str, AvroSchema]) -> AvroSchema | None:
+def _schema_for(
+    step: StepConfig, inherited: AvroSchema | None, schemas: Mapping[str, AvroSchema]
+) -> AvroSchema | None:
     return schemas[step.schema_id] if step.schema_id else inherited
 
 
@@ -232,14 +236,20 @@ class Connector:
                     if self._stopping.is_set():
                         self._set_state(STOPPED, None)
                         return
-                    if self.restarts >= self.max_restarts or not isinstance(exc, DeliveryError | OSError):
+                    if self.restarts >= self.max_restarts or not isinstance(
+                        exc, DeliveryError | OSError
+                    ):
                         self._fail(reason)
                         return
                     self.restarts += 1
                     self.counters.last_error = reason
                     self.logger.warning(
                         "connector %s: %s; restarting from the last checkpoint in %.0fs (%d/%d)",
-                        self.name, reason, backoff, self.restarts, self.max_restarts,
+                        self.name,
+                        reason,
+                        backoff,
+                        self.restarts,
+                        self.max_restarts,
                     )
                     if self._stopping.wait(backoff):
                         self._set_state(STOPPED)
@@ -250,7 +260,11 @@ class Connector:
                     self._set_state(STOPPED)
                 else:
                     self._set_state(COMPLETED)
-                    self.logger.info("connector %s completed: %d events delivered", self.name, self.counters.events_out)
+                    self.logger.info(
+                        "connector %s completed: %d events delivered",
+                        self.name,
+                        self.counters.events_out,
+                    )
                 return
         finally:
             self._finished.set()
@@ -281,7 +295,9 @@ class Connector:
             service = self._service(ref.service_name)
             loader = get_provider(service.provider).schema_loader
             if loader is None:
-                raise ConfigError(f"schema {ref.id!r}: provider {service.provider!r} cannot serve schemas")
+                raise ConfigError(
+                    f"schema {ref.id!r}: provider {service.provider!r} cannot serve schemas"
+                )
             schemas[ref.id] = loader(service, ref.resource)
         return schemas
 
@@ -336,7 +352,13 @@ class Connector:
                     self.scheduler,
                 ),
                 ops.map_each(self._count_in),
-                ops.convert(cfg.source.output_encoding, reject, schema=current, input_schema=current),
+                ops.convert(
+                    cfg.source.output_encoding,
+                    reject,
+                    schema=current,
+                    input_schema=current,
+                    verify=True,
+                ),
             ]
             for i, step in enumerate(cfg.middlewares):
                 service = self._service(step.service_name)
@@ -357,7 +379,9 @@ class Connector:
                         counters=self.counters,
                     )
                 )
-                pipeline.append(ops.convert(step.output_encoding, reject, schema=current, input_schema=current))
+                pipeline.append(
+                    ops.convert(step.output_encoding, reject, schema=current, input_schema=current)
+                )
 
             targets = []
             for i, step in enumerate(cfg.sinks):
@@ -365,9 +389,18 @@ class Connector:
                 sink.open()
                 opened.append(sink)
                 targets.append(
-                    ops.SinkTarget(sink, step.output_encoding, _schema_for(step, current, schemas), step.service_name)
+                    ops.SinkTarget(
+                        sink,
+                        step.output_encoding,
+                        _schema_for(step, current, schemas),
+                        step.service_name,
+                    )
                 )
-            pipeline.append(ops.deliver(targets, reject, max_in_flight=self.max_in_flight, counters=self.counters))
+            pipeline.append(
+                ops.deliver(
+                    targets, reject, max_in_flight=self.max_in_flight, counters=self.counters
+                )
+            )
 
             outcome: list[BaseException] = []
             halt = self._halt = threading.Event()
@@ -396,14 +429,18 @@ class Connector:
                 self._save_checkpoint(source)
             self.logger.info(
                 "connector %s: source ended after %d events in, %d out",
-                self.name, self.counters.events_in, self.counters.events_out,
+                self.name,
+                self.counters.events_in,
+                self.counters.events_out,
             )
         finally:
             for item in reversed(opened):
                 try:
                     item.close()
                 except Exception:
-                    self.logger.warning("connector %s: closing a step failed", self.name, exc_info=True)
+                    self.logger.warning(
+                        "connector %s: closing a step failed", self.name, exc_info=True
+                    )
 
     def _count_in(self, batch: Batch) -> Batch:
         self.counters.record_in(batch.source_count)
@@ -425,7 +462,9 @@ class _CheckpointSaver:
         self.source = source
         self.interval = connector.config.checkpoint_interval_ms / 1000.0
         self._done = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"mstream-{connector.name}-checkpoint", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop, name=f"mstream-{connector.name}-checkpoint", daemon=True
+        )
 
     def start(self) -> None:
         self._thread.start()
@@ -439,7 +478,9 @@ class _CheckpointSaver:
             try:
                 self.connector._save_checkpoint(self.source)
             except MstreamError as exc:
-                self.connector.logger.warning("connector %s: checkpoint not saved: %s", self.connector.name, exc)
+                self.connector.logger.warning(
+                    "connector %s: checkpoint not saved: %s", self.connector.name, exc
+                )
 
 
 def _reason(exc: BaseException) -> str:

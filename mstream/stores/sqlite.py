@@ -50,7 +50,9 @@ class SqliteDatabase:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+            self.conn = sqlite3.connect(
+                str(self.path), check_same_thread=False, isolation_level=None
+            )
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.executescript(_SCHEMA)
@@ -133,7 +135,10 @@ class SqliteJobStore(JobStore):
 
     def all(self) -> dict[str, dict[str, Any]]:
         """Every record."""
-        return {name: orjson.loads(rec) for name, rec in self.db.execute("SELECT name, record FROM jobs ORDER BY name")}
+        return {
+            name: orjson.loads(rec)
+            for name, rec in self.db.execute("SELECT name, record FROM jobs ORDER BY name")
+        }
 
     def delete(self, name: str) -> None:
         """Remove a record."""
@@ -161,7 +166,10 @@ class SqliteServiceStore(ServiceStore):
 
     def all(self) -> dict[str, bytes]:
         """Every blob."""
-        return {name: bytes(blob) for name, blob in self.db.execute("SELECT name, blob FROM services ORDER BY name")}
+        return {
+            name: bytes(blob)
+            for name, blob in self.db.execute("SELECT name, blob FROM services ORDER BY name")
+        }
 
     def delete(self, name: str) -> None:
         """Remove a blob."""
