@@ -279,3 +279,16 @@ encryption_key_path = "{tmp_path / "mstream.key"}"
     log = run(second)
     assert "services: 3 stored" in log
     assert_contiguous(tmp_path / "out" / "a.jsonl")
+
+    # the wrong key: a clear start-up error, exit code 2, nothing served
+    wrong = subprocess.run(
+        [sys.executable, "-m", "mstream.cli", "--config", str(cfg)],
+        env={**env, "MSTREAM_ENC_KEY": "44" * 32},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert wrong.returncode == 2, wrong.stderr
+    assert "error: cannot decrypt stored services with this key (MSTREAM_ENC_KEY)" in wrong.stderr
+    assert "API listening" not in wrong.stderr and "Traceback" not in wrong.stderr

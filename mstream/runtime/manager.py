@@ -170,13 +170,15 @@ class JobManager:
             NotFoundError: no such service.
             ConflictError: jobs use it (they are named in the message).
         """
-        self.registry.get(name)
-        users = self.jobs_using(name)
-        if users:
-            raise ConflictError(
-                f"service {name!r} is used by job(s) {', '.join(users)}; delete those jobs first"
-            )
-        return self.registry.remove(name)
+        with self._lock:  # no job may be created with it meanwhile
+            self.registry.get(name)
+            users = self.jobs_using(name)
+            if users:
+                jobs = ", ".join(users)
+                raise ConflictError(
+                    f"service {name!r} is used by job(s) {jobs}; delete those jobs first"
+                )
+            return self.registry.remove(name)
 
     def jobs_using(self, service_name: str) -> list[str]:
         """Names of the jobs (in any state) whose definition uses ``service_name``."""
@@ -275,8 +277,14 @@ class JobManager:
             ConfigError: invalid definition (one ``path: message`` line per problem).
             ConflictError: a job with that name exists.
         """
-        definition = parse_connector(raw, self.services, "")
-        return self.create(definition, start=True, origin="api")
+        with self._lock:  # its services cannot be deleted meanwhile
+            definition = parse_connector(raw, self.services, "")
+            connector = self.create(definition, start=False, origin="api", persist=False)
+            self._desired[definition.name] = DESIRED_RUNNING
+        self._persist(definition.name)
+        connector.start()
+        log.info("job %s created and started", definition.name)
+        return connector
 
     def start_enabled(self) -> None:
         """Create and start every enabled connector of the config (no job store involved)."""
