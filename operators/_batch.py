@@ -9,9 +9,30 @@ from typing import Any
 
 from reactivex import Observable, abc
 from reactivex.disposable import CompositeDisposable, SerialDisposable
-from reactivex.scheduler import TimeoutScheduler
+from reactivex.scheduler import EventLoopScheduler
 
 from mstream.core import Ack, Batch, Event
+
+
+_shared_timer: EventLoopScheduler | None = None
+_shared_lock = threading.Lock()
+
+
+def _default_timer() -> EventLoopScheduler:
+    """One timer thread shared by batch operators that were given no scheduler.
+
+    A timer thread per partial batch (``TimeoutScheduler``) costs a thread start per
+    batch; an event-loop scheduler queues timers on one thread.
+    """
+    global _shared_timer
+    with _shared_lock:
+        if _shared_timer is None:
+            _shared_timer = EventLoopScheduler(
+                lambda target: threading.Thread(
+                    target=target, name="mstream-batch-timer", daemon=True
+                )
+            )
+        return _shared_timer
 
 
 def batch(
@@ -30,7 +51,8 @@ def batch(
     Args:
         size: events per batch, or ``None`` for no batching.
         max_wait: seconds after which a partial batch is emitted anyway.
-        scheduler: the scheduler for the flush timer (a ``TestScheduler`` in tests).
+        scheduler: the scheduler of the flush timer; flushes run on its thread (a
+            connector passes its own event-loop scheduler; a ``TestScheduler`` in tests).
 
     Example:
         >>> import reactivex
@@ -57,7 +79,7 @@ def batch(
         def subscribe(
             observer: abc.ObserverBase[Batch], sub_scheduler: abc.SchedulerBase | None = None
         ) -> abc.DisposableBase:
-            timer_scheduler = scheduler or sub_scheduler or TimeoutScheduler.singleton()
+            timer_scheduler = scheduler or _default_timer()
             lock = threading.RLock()
             events: list[Event] = []
             acks: list[Ack] = []

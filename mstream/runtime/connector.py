@@ -39,6 +39,7 @@ from typing import Any
 import reactivex
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable
+from reactivex.scheduler import EventLoopScheduler
 
 from mstream import operators as ops
 from mstream.config.model import ConnectorConfig, ServiceConfig, StepConfig
@@ -345,11 +346,19 @@ class Connector:
             self._source = source
 
             current = _schema_for(cfg.source, None, schemas)
+            timer = self.scheduler
+            if timer is None and cfg.batch is not None:
+                timer = EventLoopScheduler(
+                    lambda target: threading.Thread(
+                        target=target, name=f"mstream-{self.name}-timer", daemon=True
+                    )
+                )
+                opened.append(_SchedulerCloser(timer))
             pipeline: list[Any] = [
                 ops.batch(
                     cfg.batch.size if cfg.batch else None,
                     (cfg.batch.max_wait_ms if cfg.batch else 1000) / 1000.0,
-                    self.scheduler,
+                    timer,
                 ),
                 ops.map_each(self._count_in),
                 ops.convert(
@@ -452,6 +461,21 @@ class Connector:
             return
         self.checkpoints.save(self.name, position)
         self._last_saved = position
+
+
+class _SchedulerCloser(Middleware):
+    """Disposes a connector's timer scheduler with the other steps (closed last-in first-out)."""
+
+    def __init__(self, scheduler: EventLoopScheduler) -> None:
+        self.scheduler = scheduler
+
+    def process(
+        self, batch: Batch, reject: Any
+    ) -> list[Event]:  # pragma: no cover - never in a pipeline
+        return batch.events
+
+    def close(self) -> None:
+        self.scheduler.dispose()
 
 
 class _CheckpointSaver:
