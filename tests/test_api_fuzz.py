@@ -141,8 +141,36 @@ BODIES = st.one_of(
         [b"{", b"[]", b"null", b"NaN", b'{"a": Infinity}', b"\xff\xfe", b"[" * 5000, b'"\\ud800"']
     ),
 )
+NAMES = st.from_regex(r"[a-z][a-z0-9_.-]{0,8}", fullmatch=True)
+VALID_SERVICES = st.one_of(
+    st.builds(lambda n: {"name": n, "provider": "stdout"}, NAMES),
+    st.builds(
+        lambda n, c, r: {"name": n, "provider": "generator", "count": c, "rate": r},
+        NAMES,
+        st.integers(min_value=-2, max_value=50),
+        st.floats(min_value=-1, max_value=1e8, allow_nan=False),
+    ),
+)
+VALID_JOBS = st.builds(
+    lambda n, shape, enc, extra: {
+        "name": n,
+        "source": {"service_name": "gen", "resource": shape, "output_encoding": enc},
+        "sinks": [
+            {"service_name": "files", "resource": f"{n}.jsonl", "output_encoding": "json", **extra}
+        ],
+    },
+    NAMES,
+    st.sampled_from(["counter", "users", "orders", "nope"]),
+    st.sampled_from(["json", "bson", "avro"]),
+    st.dictionaries(st.sampled_from(["batch_layout", "schema_id", "x"]), SCALARS, max_size=1),
+)
 HEADERS = st.fixed_dictionaries(
-    {},
+    {
+        # mostly the right token, so that requests get past authentication
+        "Authorization": st.sampled_from(
+            [f"Bearer {TOKEN}"] * 4 + ["Bearer nope", "Basic abc", f"bearer  {TOKEN}", ""]
+        ),
+    },
     optional={
         "Content-Type": st.sampled_from(
             [
@@ -151,9 +179,6 @@ HEADERS = st.fixed_dictionaries(
                 "application/x-www-form-urlencoded",
                 "multipart/form-data; boundary=x",
             ]
-        ),
-        "Authorization": st.sampled_from(
-            [f"Bearer {TOKEN}", "Bearer nope", "Basic abc", f"bearer  {TOKEN}", ""]
         ),
     },
 )
@@ -248,7 +273,10 @@ def test_fuzz_requests(
     database=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
-@given(kind=st.sampled_from(["jobs", "services"]), body=NEAR_VALID)
+@given(
+    kind=st.sampled_from(["jobs", "services"]),
+    body=st.one_of(NEAR_VALID, VALID_SERVICES, VALID_JOBS),
+)
 def test_fuzz_authorised_create_bodies(
     base_url: str, session: requests.Session, kind: str, body: Any
 ) -> None:
