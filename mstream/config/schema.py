@@ -339,9 +339,11 @@ def parse_connector(
         ConfigError: one line per problem, each with its path.
     """
     data = _load(ConnectorSchema(), raw, path)
-    p = lambda key: _path(path, key)
+
+    def p(key: str) -> str:
+        return _path(path, key)
+
     problems: list[str] = []
-    steps: dict[str, Any] = {}
     source, found = _parse_step(data["source"], p("source"), "source", services)
     problems += found
     middlewares: list[StepConfig] = []
@@ -356,7 +358,6 @@ def parse_connector(
         problems += found
         if step is not None:
             sinks.append(step)
-    steps["source"] = source
 
     schemas = [SchemaRef(**s) for s in data["schemas"]]
     schema_ids = [s.id for s in schemas]

@@ -122,10 +122,9 @@ class FileSource(Source):
                     stopping.wait(self.poll)
                     continue
                 for raw in lines:
-                    if not raw.endswith(b"\n"):
-                        if self.follow:  # a line still being written: read it again later
-                            handle.seek(offset)
-                            break
+                    if self.follow and not raw.endswith(b"\n"):
+                        handle.seek(offset)  # a line still being written: read it again later
+                        break
                     offset += len(raw)
                     line = raw.strip()
                     if not line:
