@@ -32,6 +32,7 @@ from reactivex import Observable
 
 from mstream.config import Config, StepConfig, load_config, parse_config, parse_service
 from mstream.core import Event
+from mstream.encodings import AvroSchema
 from mstream.operators import SinkTarget
 from mstream.providers import get_provider
 from mstream.providers.base import StepContext
@@ -113,6 +114,7 @@ def sink(
     *,
     resource: str = "",
     encoding: str = "json",
+    schema: AvroSchema | None = None,
     **options: Any,
 ) -> SinkTarget:
     """An opened sink target for :func:`mstream.operators.deliver`.
@@ -121,6 +123,7 @@ def sink(
         service: a service definition, as in ``[[services]]``.
         resource: where to write (a path, a topic, a collection...).
         encoding: the encoding the sink writes.
+        schema: the Avro schema events are written with (Avro sinks).
     """
     svc, step = _step(service, resource, encoding, options)
     factory = get_provider(svc.provider).sink
@@ -128,4 +131,4 @@ def sink(
         raise ValueError(f"provider {svc.provider!r} cannot be a sink")
     target = factory(svc, step, StepContext("library", "sink"))
     target.open()
-    return SinkTarget(target, encoding, None, svc.name)
+    return SinkTarget(target, encoding, schema, svc.name)
