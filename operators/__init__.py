@@ -31,19 +31,18 @@ Example:
 """
 
 from ._batch import batch
+from ._batchwise import map_each
 from ._convert import convert, convert_events, validate
 from ._deliver import SinkTarget, deliver
 from ._middleware import middleware
 
-from ._batchwise import map_each
-
 __all__ = [
     "SinkTarget",
-    "map_each",
     "batch",
     "convert",
     "convert_events",
     "deliver",
+    "map_each",
     "middleware",
     "validate",
 ]

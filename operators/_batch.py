@@ -13,7 +13,6 @@ from reactivex.scheduler import EventLoopScheduler
 
 from mstream.core import Ack, Batch, Event
 
-
 _shared_timer: EventLoopScheduler | None = None
 _shared_lock = threading.Lock()
 

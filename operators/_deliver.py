@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -10,7 +11,7 @@ from reactivex import Observable, abc
 
 from mstream.core import Batch, ConnectorCounters, Event
 from mstream.encodings import AvroSchema
-from mstream.errors import RejectedError
+from mstream.errors import DeliveryError, RejectedError
 from mstream.providers.base import Reject, Sink
 
 from ._convert import convert_events
@@ -58,6 +59,8 @@ def deliver(
     *,
     max_in_flight: int = 32,
     counters: ConnectorCounters | None = None,
+    abandon: threading.Event | None = None,
+    drain_timeout: float = 120.0,
 ) -> Callable[[Observable[Batch]], Observable[Batch]]:
     """Write each batch to every sink; emit it once all sinks are done and it is acknowledged.
 
@@ -70,7 +73,9 @@ def deliver(
 
     At most ``max_in_flight`` batches wait for asynchronous sinks; the source thread
     blocks beyond that (backpressure, not an unbounded queue). Completion waits for every
-    in-flight batch.
+    in-flight batch, unless a sink failed or ``abandon`` is set (a stop without draining);
+    sinks that have not finished after ``drain_timeout`` seconds fail the pipeline (the
+    batches stay unacknowledged) rather than hang it.
 
     Example:
         >>> import reactivex
@@ -128,8 +133,12 @@ def deliver(
                 def done(error: BaseException | None) -> None:
                     if error is not None:
                         if isinstance(error, RejectedError):
-                            for event in sent.events:
-                                label_reject(event, str(error), "sink")
+                            # ``rejected``: (event, reason) pairs when only some events failed
+                            pairs = getattr(error, "rejected", None)
+                            if pairs is None:
+                                pairs = [(event, str(error)) for event in sent.events]
+                            for event, reason in pairs:
+                                label_reject(event, reason, "sink")
                         else:
                             with completion.lock:
                                 first = not completion.failed
@@ -173,9 +182,21 @@ def deliver(
                         return
 
             def on_completed() -> None:
-                for _ in range(max_in_flight):  # wait for every in-flight batch
-                    slots.acquire()
-                for _ in range(max_in_flight):
+                held = 0
+                deadline = time.monotonic() + drain_timeout
+                while held < max_in_flight:  # wait for every in-flight batch
+                    if state["failed"] or (abandon is not None and abandon.is_set()):
+                        break
+                    if time.monotonic() > deadline:
+                        fail(
+                            DeliveryError(
+                                f"sinks did not finish in-flight writes within {drain_timeout:g}s"
+                            )
+                        )
+                        break
+                    if slots.acquire(timeout=0.05):
+                        held += 1
+                for _ in range(held):
                     slots.release()
                 with emit_lock:
                     if state["failed"]:

@@ -6,11 +6,11 @@ import threading
 from typing import Any
 
 import reactivex
+from mstream.operators import SinkTarget, batch, convert, deliver
 from reactivex.testing import ReactiveTest, TestScheduler
 
 from mstream.core import Batch, Event, PositionTracker
 from mstream.errors import DeliveryError, RejectedError
-from mstream.operators import SinkTarget, batch, convert, deliver
 from mstream.providers.base import Done, Sink, SyncSink
 
 on_next, on_completed = ReactiveTest.on_next, ReactiveTest.on_completed

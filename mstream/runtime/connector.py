@@ -153,6 +153,7 @@ class Connector:
         self._source: Source | None = None
         self._last_saved: Any = None
         self._halt = threading.Event()
+        self._abandon = threading.Event()
 
     # -- control -------------------------------------------------------------------------
 
@@ -184,6 +185,8 @@ class Connector:
             self._set_state(STOPPING)
         self._stopping.set()
         self._halt.set()
+        if not drain:
+            self._abandon.set()
         return self._finished.wait(timeout)
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -405,9 +408,14 @@ class Connector:
                         step.service_name,
                     )
                 )
+            self._abandon = threading.Event()
             pipeline.append(
                 ops.deliver(
-                    targets, reject, max_in_flight=self.max_in_flight, counters=self.counters
+                    targets,
+                    reject,
+                    max_in_flight=self.max_in_flight,
+                    counters=self.counters,
+                    abandon=self._abandon,
                 )
             )
 
