@@ -111,6 +111,65 @@ def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 30.0)
         consumer.close()
 
 
+class BackgroundProducer:
+    """Produces ``{"n": i}`` (partition ``i % partitions``) until stopped: a live stream.
+
+    Example:
+        with BackgroundProducer(bootstrap, topic, 2) as producer: ...; total = producer.stop()
+    """
+
+    def __init__(self, bootstrap: str, topic: str, partitions: int, limit: int = 200_000) -> None:
+        self.bootstrap, self.topic, self.partitions, self.limit = (
+            bootstrap,
+            topic,
+            partitions,
+            limit,
+        )
+        self.count = 0
+        self._done = threading.Event()
+        self._error: list[BaseException] = []
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        from kafka import KafkaProducer
+
+        producer = KafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5)
+        try:
+            while not self._done.is_set() and self.count < self.limit:
+                for i in range(self.count, self.count + 200):
+                    producer.send(
+                        self.topic,
+                        value=json.dumps({"n": i, "name": f"item-{i}"}).encode(),
+                        key=f"k{i}".encode(),
+                        partition=i % self.partitions,
+                    )
+                producer.flush(timeout=30)
+                self.count += 200
+        except BaseException as exc:  # reported by stop()
+            self._error.append(exc)
+        finally:
+            producer.close()
+
+    def __enter__(self) -> BackgroundProducer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def stop(self) -> int:
+        """Stop producing; returns how many messages were produced (all acknowledged)."""
+        self._done.set()
+        self._thread.join(60)
+        assert not self._thread.is_alive() and not self._error, self._error
+        return self.count
+
+    @property
+    def finished(self) -> bool:
+        """Whether the producer stopped on its own (reached ``limit``)."""
+        return self.count >= self.limit
+
+
 def committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
     """The group's committed offsets of ``topic``."""
     from kafka import KafkaAdminClient
@@ -173,19 +232,24 @@ def client(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def tail_check(first: list[int], second: list[int], partitions: int, total: int) -> Counter[int]:
-    """Nothing lost; every duplicate is from a contiguous tail of its partition in the first run."""
+def tail_check(
+    first: list[int], second: list[int], partitions: int, total: int, resume: dict[str, int]
+) -> Counter[int]:
+    """Nothing lost; the duplicates are exactly the first run's events after the checkpoint.
+
+    Message ``n`` went to partition ``n % partitions`` at offset ``n // partitions``; ``resume``
+    is the saved checkpoint ``{partition: next_offset}`` the second run started from.
+    """
     seen = Counter(first) + Counter(second)
     missing = set(range(total)) - set(seen)
     assert not missing, f"{len(missing)} messages lost, e.g. {sorted(missing)[:5]}"
+    assert set(seen) == set(range(total))
     dups = {n for n, c in seen.items() if c > 1}
     for p in range(partitions):
+        start = resume.get(str(p), 0)
         firsts = sorted(n for n in set(first) if n % partitions == p)
         dup_p = sorted(n for n in dups if n % partitions == p)
-        if dup_p:  # the duplicates are exactly the first run's events from some point on
-            assert dup_p == [n for n in firsts if n >= dup_p[0]], (
-                f"partition {p}: duplicates are not a tail"
-            )
+        assert dup_p == [n for n in firsts if n // partitions >= start], f"partition {p}"
     assert all(c <= 2 for c in seen.values())
     return seen
 
@@ -368,8 +432,6 @@ def test_stop_mid_stream_then_resume(
     kafka_bootstrap: str, topic: str, unique_name: str, client: str, tmp_path: Path
 ) -> None:
     create_topic(kafka_bootstrap, topic, 2)
-    total = 20_000
-    produce(kafka_bootstrap, topic, range(total), partitions=2)
     store = MemoryCheckpointStore()
     services = [
         kafka_service(kafka_bootstrap, client, **{"group.id": unique_name, "max.poll.records": 50}),
@@ -385,13 +447,16 @@ def test_stop_mid_stream_then_resume(
         }
 
     first = connector(services, definition("first.jsonl"), store)
-    first.start()
-    wait_for(
-        lambda: len(file_numbers(tmp_path / "first.jsonl")) >= 2000, 60, "the first 2000 lines"
-    )
-    assert first.stop(drain=False)
+    with BackgroundProducer(kafka_bootstrap, topic, 2) as producer:
+        first.start()
+        wait_for(
+            lambda: len(file_numbers(tmp_path / "first.jsonl")) >= 2000, 60, "the first 2000 lines"
+        )
+        assert first.stop(drain=False)
+        assert not producer.finished, "the stream ended before the stop"
+    total = producer.stop()
     first_run = file_numbers(tmp_path / "first.jsonl")
-    assert len(first_run) < total, "the first run was not stopped mid-stream"
+    assert len(first_run) < total
     saved = store.latest("resume")
     assert saved is not None and set(saved.position) == {topic}
 
@@ -403,17 +468,17 @@ def test_stop_mid_stream_then_resume(
             120,
             "every message after the restart",
         )
+        ends = end_offsets(kafka_bootstrap, topic)
+        wait_for(
+            lambda: committed(kafka_bootstrap, unique_name, topic) == ends, 30, "offsets committed"
+        )
     finally:
         assert second.stop(drain=True)
     second_run = file_numbers(tmp_path / "second.jsonl")
-    seen = tail_check(first_run, second_run, 2, total)
-    duplicates = sum(c - 1 for c in seen.values())
-    assert duplicates <= 2 * 32 * 50  # at most the in-flight tail of each partition
+    tail_check(first_run, second_run, 2, total, saved.position[topic])
     latest = store.latest("resume")
     assert latest is not None
-    assert latest.position == {
-        topic: {str(p): o for p, o in end_offsets(kafka_bootstrap, topic).items()}
-    }
+    assert latest.position == {topic: {str(p): o for p, o in ends.items()}}
 
 
 def test_group_members_split_partitions(
