@@ -185,6 +185,11 @@ class TransformMiddleware(Middleware):
             except EventError as exc:  # ScriptError, or the event cannot be decoded
                 reject(event, str(exc), "middleware" if isinstance(exc, ScriptError) else exc.stage)
                 continue
+            except Exception as exc:  # an engine fault must cost one event, not the job
+                reject(
+                    event, f"{self.name}: internal error: {type(exc).__name__}: {exc}", "middleware"
+                )
+                continue
             encoded: list[Event] = []
             try:
                 for data, attributes in results:
