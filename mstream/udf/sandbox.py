@@ -328,6 +328,8 @@ local function finish(ok, r)
     local n = #r
     if n == 0 then
       if next(r) == nil then return true, 0 end
+    elseif n == 1 and rawgetmt(r[1]) == RESULT then
+      return true, 1, r[1][1], r[1][2]  -- a list of one: same layout as one result
     else
       local flat = {}
       for i = 1, n do
