@@ -627,3 +627,32 @@ def test_service_options_are_validated(options: dict[str, Any], expected: str) -
     with pytest.raises(ConfigError) as info:
         parse_config(raw, "test.toml", {})
     assert expected in str(info.value)
+
+
+def test_example_config_validates_and_runs(tmp_path: Path, server: TestServer) -> None:
+    from mstream.config import load_config
+
+    example = Path(__file__).resolve().parent.parent / "examples" / "udf-http.toml"
+    assert load_config(example, {}).service("enricher") is not None
+    text = (
+        example.read_text()
+        .replace("http://127.0.0.1:8080", server.url)
+        .replace("count = 1000\nrate = 200", "count = 120")
+        .replace('script_path = "examples/udf"', f"script_path = {json.dumps(str(EXAMPLES))}")
+        .replace('base_dir = "."', f"base_dir = {json.dumps(str(tmp_path))}")
+        .replace("base_backoff_ms = 1000", "base_backoff_ms = 10")
+        .replace("base_backoff_ms = 500", "base_backoff_ms = 10")
+    )
+    local = tmp_path / "udf-http.toml"
+    local.write_text(text)
+    server.routes["/enrich"] = flaky(2, ok_json(enrich))
+    server.routes["/events"] = flaky(1, ok_json())
+    connector = run(load_config(local, {}))
+    assert connector.state == "completed", connector.reason
+    arrays = server.delivered("/events")
+    assert [len(a) for a in arrays] == [50, 50, 20]
+    first = arrays[0][0]
+    assert first["version"] == "1.0" and first["enriched"] is True and first["user_id"] == 0
+    assert first["email"] == "user0@example.com"
+    assert {r.headers["X-Source"] for r in server.requests["/enrich"]} == {"mstream"}
+    assert connector.counters.retries == 3
