@@ -447,7 +447,7 @@ def test_read_timeout_is_retried(tmp_path: Path, server: TestServer) -> None:
     cfg = config(
         tmp_path,
         server,
-        http={"timeout_sec": 0.2},
+        http={"timeout_sec": 0.5},
         services=[{"name": "gen", "provider": "generator", "count": 1}],
         source=step("gen", "counter"),
         sinks=[step("api", "records")],
