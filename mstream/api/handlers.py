@@ -25,7 +25,11 @@ NAME_HINT = "names are 1-100 characters: letters, digits, '_', '.', '-'"
 
 
 class RootHandler(ApiHandler):
-    """``GET /``: the dashboard when ``ui/static/index.html`` exists, else a JSON pointer."""
+    """``GET /``: the dashboard for browsers, else a JSON pointer to the API.
+
+    The dashboard (``ui/static/index.html``, when installed) is served when the client
+    accepts HTML (browsers send ``Accept: text/html,...``); API clients get the JSON index.
+    """
 
     open_access = True
 
@@ -36,7 +40,13 @@ class RootHandler(ApiHandler):
 
     def get(self) -> None:
         """Serve the dashboard or describe the API."""
-        if self.static_dir is not None and (self.static_dir / "index.html").is_file():
+        self.set_header("Vary", "Accept")
+        wants_html = "text/html" in self.request.headers.get("Accept", "")
+        if (
+            wants_html
+            and self.static_dir is not None
+            and (self.static_dir / "index.html").is_file()
+        ):
             self.set_header("Content-Type", "text/html; charset=utf-8")
             self.finish((self.static_dir / "index.html").read_bytes())
             return

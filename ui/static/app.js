@@ -1,0 +1,1307 @@
+// mstream dashboard: a small single-page app over the REST API (no build step).
+//
+// Views (hash routes):
+//   #/                 overview: every job (state, times, live counters) and every service
+//   #/jobs/<name>      one job: pipeline, counters, checkpoints, stop / restart / delete
+//   #/new-job          create a job from a JSON connector definition
+//   #/new-service      create a service from a JSON service definition
+//
+// All API data is put into the page with textContent (never innerHTML), so nothing the API
+// returns can inject markup. Services arrive with their secrets already masked.
+
+const POLL_MS = 2000;
+const TOKEN_KEY = "mstream.api-token";
+const HISTORY_POINTS = 40; // throughput samples kept per job for the sparklines
+const STOPPABLE = new Set(["created", "running"]);
+const DELETABLE = new Set(["stopped", "completed", "failed"]);
+
+// ---------------------------------------------------------------------------------------
+// DOM helpers
+
+/**
+ * Create an element. `attrs` keys: `class`, `text`, `on<event>` (listener), boolean
+ * properties (`disabled`, `hidden`, `checked`, ...), anything else becomes an attribute.
+ * Children may be nodes, strings, or null/false (skipped); arrays are flattened.
+ */
+function h(tag, attrs = {}, ...children) {
+  const el = tag.startsWith("svg:")
+    ? document.createElementNS("http://www.w3.org/2000/svg", tag.slice(4))
+    : document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "class") el.setAttribute("class", value);
+    else if (key === "text") el.textContent = String(value);
+    else if (key.startsWith("on") && typeof value === "function") {
+      el.addEventListener(key.slice(2), value);
+    } else if (["disabled", "hidden", "checked", "required", "open"].includes(key)) {
+      el[key] = Boolean(value);
+    } else el.setAttribute(key, value === true ? "" : String(value));
+  }
+  for (const child of children.flat(Infinity)) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+/** Set text only when it changed (keeps screen readers and selections calm). */
+function setText(el, text) {
+  const value = String(text ?? "");
+  if (el.textContent !== value) el.textContent = value;
+}
+
+const numberFormat = new Intl.NumberFormat();
+const rateFormat = new Intl.NumberFormat(undefined, { maximumFractionDigits: 1 });
+
+function fmtNumber(n) {
+  return typeof n === "number" ? numberFormat.format(n) : "–";
+}
+
+function fmtRate(n) {
+  return typeof n === "number" ? `${rateFormat.format(n)} ev/s` : "–";
+}
+
+/** A Unix time (seconds) as local date and time; "–" when absent. */
+function fmtTime(unix) {
+  if (typeof unix !== "number") return "–";
+  return new Date(unix * 1000).toLocaleString(undefined, {
+    year: "numeric",
+    month: "short",
+    day: "numeric",
+    hour: "2-digit",
+    minute: "2-digit",
+    second: "2-digit",
+  });
+}
+
+/** A Unix time as a local time of day (the date only when it is not today). */
+function fmtClock(unix) {
+  if (typeof unix !== "number") return "–";
+  const date = new Date(unix * 1000);
+  const today = new Date().toDateString() === date.toDateString();
+  return today ? date.toLocaleTimeString() : fmtTime(unix);
+}
+
+/** A <time> element for a Unix time, with the ISO form in `datetime`. */
+function timeEl(unix) {
+  const el = h("time");
+  updateTime(el, unix);
+  return el;
+}
+
+function updateTime(el, unix) {
+  setText(el, fmtTime(unix));
+  if (typeof unix === "number") el.setAttribute("datetime", new Date(unix * 1000).toISOString());
+  else el.removeAttribute("datetime");
+}
+
+/** The badge that shows a job state (text, not colour alone). */
+function stateBadge(state) {
+  const el = h("span", { class: "badge" });
+  updateBadge(el, state);
+  return el;
+}
+
+function updateBadge(el, state) {
+  const value = state || "unknown";
+  el.className = `badge state-${value}`;
+  el.dataset.state = value;
+  setText(el, value);
+}
+
+function formatJson(value) {
+  return JSON.stringify(value, null, 2);
+}
+
+/** A short text for any option value (objects as compact JSON). */
+function valueText(value) {
+  if (value === null || value === undefined) return "–";
+  if (typeof value === "object") return JSON.stringify(value);
+  return String(value);
+}
+
+// ---------------------------------------------------------------------------------------
+// Notices (action results) and the connection indicator
+
+const noticesEl = () => document.getElementById("notices");
+
+/**
+ * Show a message at the top of the page. Errors stay until dismissed (role="alert");
+ * other messages fade after a few seconds (role="status").
+ */
+function notify(message, kind = "ok", fields = null) {
+  const box = h(
+    "div",
+    { class: `notice notice-${kind}`, role: kind === "error" ? "alert" : "status" },
+    h("p", { class: "notice-text", text: message }),
+    fieldList(fields),
+    h("button", {
+      type: "button",
+      class: "link notice-close",
+      "aria-label": "Dismiss message",
+      text: "×",
+      onclick: () => box.remove(),
+    }),
+  );
+  noticesEl().append(box);
+  if (kind !== "error") setTimeout(() => box.remove(), 6000);
+  return box;
+}
+
+function clearNotices() {
+  noticesEl().replaceChildren();
+}
+
+/** A list of field errors ({"sinks[0].output_encoding": "..."}), or null. */
+function fieldList(fields) {
+  if (!fields || typeof fields !== "object" || !Object.keys(fields).length) return null;
+  return h(
+    "ul",
+    { class: "field-errors" },
+    Object.entries(fields).map(([field, problem]) =>
+      h("li", {}, h("code", { text: field }), ": ", String(problem)),
+    ),
+  );
+}
+
+let connectionState = "";
+
+function setConnection(state) {
+  if (state === connectionState) return;
+  connectionState = state;
+  const el = document.getElementById("conn");
+  const labels = {
+    live: "Live",
+    lost: "Connection lost, retrying…",
+    auth: "Token needed",
+  };
+  el.className = `conn conn-${state}`;
+  setText(el, labels[state] || "");
+}
+
+function markUpdated() {
+  setText(
+    document.getElementById("updated"),
+    `Updated ${new Date().toLocaleTimeString()}`,
+  );
+}
+
+// ---------------------------------------------------------------------------------------
+// API client: JSON in and out, bearer token on 401
+
+/** An error answer of the API: {"error": {"status", "message", "fields"?}}. */
+class ApiError extends Error {
+  constructor(status, message, fields = null) {
+    super(message);
+    this.status = status;
+    this.fields = fields;
+  }
+}
+
+let tokenPrompt = null; // the open token dialog's promise, shared by concurrent requests
+let tokenDeclined = false; // the user cancelled: don't ask again until they choose to
+
+/**
+ * Call the API. Paths are relative ("jobs"), so the dashboard also works behind a proxy
+ * under a path prefix. On 401 the token dialog is shown (once, however many requests
+ * failed) and the request is repeated with the new token.
+ */
+async function api(method, path, body) {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    const headers = { Accept: "application/json" };
+    if (token) headers.Authorization = `Bearer ${token}`;
+    const init = { method, headers, cache: "no-store" };
+    if (body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      init.body = typeof body === "string" ? body : JSON.stringify(body);
+    }
+    let response;
+    try {
+      response = await fetch(path, init);
+    } catch {
+      setConnection("lost");
+      throw new ApiError(0, "The mstream service does not answer (network error).");
+    }
+    if (response.status === 401) {
+      setConnection("auth");
+      // A token that another request already replaced: just try again with the new one.
+      if (token && sessionStorage.getItem(TOKEN_KEY) !== token) continue;
+      if (token) sessionStorage.removeItem(TOKEN_KEY);
+      if (!tokenDeclined && (await askToken(token ? "That token was refused." : ""))) continue;
+      throw new ApiError(401, "The API needs a bearer token.");
+    }
+    setConnection("live");
+    let data = null;
+    const text = await response.text();
+    if (text) {
+      try {
+        data = JSON.parse(text);
+      } catch {
+        data = null;
+      }
+    }
+    if (!response.ok) {
+      const error = data && data.error;
+      throw new ApiError(
+        response.status,
+        (error && error.message) || `${response.status} ${response.statusText}`,
+        error && error.fields,
+      );
+    }
+    return data;
+  }
+  throw new ApiError(401, "The API needs a bearer token.");
+}
+
+/**
+ * Show the token dialog; resolves true when a token was entered, false when cancelled.
+ * The token goes to sessionStorage and the input is cleared, so it is not left in the DOM.
+ */
+function askToken(problem = "") {
+  if (tokenPrompt) return tokenPrompt;
+  const dialog = document.getElementById("token-dialog");
+  const form = document.getElementById("token-form");
+  const input = document.getElementById("token-input");
+  const error = document.getElementById("token-error");
+  const cancel = document.getElementById("token-cancel");
+  error.hidden = !problem;
+  setText(error, problem);
+  input.value = "";
+  tokenPrompt = new Promise((resolve) => {
+    const finish = (ok) => {
+      form.removeEventListener("submit", onSubmit);
+      cancel.removeEventListener("click", onCancel);
+      dialog.removeEventListener("cancel", onCancel);
+      input.value = "";
+      if (dialog.open) dialog.close();
+      tokenPrompt = null;
+      tokenDeclined = !ok;
+      if (!ok) showTokenNeeded();
+      resolve(ok);
+    };
+    const onSubmit = (event) => {
+      event.preventDefault();
+      const value = input.value.trim();
+      if (!value) {
+        error.hidden = false;
+        setText(error, "Enter the token.");
+        input.focus();
+        return;
+      }
+      sessionStorage.setItem(TOKEN_KEY, value);
+      finish(true);
+    };
+    const onCancel = (event) => {
+      event.preventDefault();
+      finish(false);
+    };
+    form.addEventListener("submit", onSubmit);
+    cancel.addEventListener("click", onCancel);
+    dialog.addEventListener("cancel", onCancel); // Escape key
+  });
+  dialog.showModal();
+  input.focus();
+  return tokenPrompt;
+}
+
+/** After a cancelled token dialog: a notice with a button to open it again. */
+function showTokenNeeded() {
+  if (document.getElementById("token-needed")) return;
+  const box = notify("This service needs an API token to show its data.", "error");
+  box.id = "token-needed";
+  box.insertBefore(
+    h("button", {
+      type: "button",
+      class: "primary",
+      text: "Enter token",
+      onclick: async () => {
+        box.remove();
+        tokenDeclined = false;
+        if (await askToken()) refreshNow();
+      },
+    }),
+    box.querySelector(".notice-close"),
+  );
+}
+
+/** A service's jobs, services... by name: path segment, encoded. */
+function seg(name) {
+  return encodeURIComponent(name);
+}
+
+// ---------------------------------------------------------------------------------------
+// Throughput history (for the sparklines), kept in memory per job
+
+const throughput = new Map();
+
+function recordThroughput(job) {
+  const rate = job.counters && job.counters.throughput_per_sec;
+  if (typeof rate !== "number") return;
+  const points = throughput.get(job.name) || [];
+  points.push(rate);
+  if (points.length > HISTORY_POINTS) points.shift();
+  throughput.set(job.name, points);
+}
+
+/** An inline SVG line of the recent throughput of `name` (decorative: the number is shown). */
+function sparkline(name, width = 96, height = 24) {
+  const points = throughput.get(name) || [];
+  const svg = h("svg:svg", {
+    class: "spark",
+    viewBox: `0 0 ${width} ${height}`,
+    width,
+    height,
+    "aria-hidden": "true",
+    focusable: "false",
+  });
+  svg.append(h("svg:line", { class: "spark-base", x1: 0, x2: width, y1: height - 1, y2: height - 1 }));
+  if (points.length < 2) return svg;
+  const max = Math.max(...points, 1);
+  const step = width / (HISTORY_POINTS - 1);
+  const offset = width - step * (points.length - 1);
+  const coords = points
+    .map((p, i) => `${(offset + i * step).toFixed(1)},${(height - 2 - (p / max) * (height - 4)).toFixed(1)}`)
+    .join(" ");
+  svg.append(h("svg:polyline", { points: coords, fill: "none", "stroke-width": "1.5" }));
+  return svg;
+}
+
+// ---------------------------------------------------------------------------------------
+// Keyed table rows: update cells in place so that focus and selections survive polling
+
+/**
+ * Make `tbody` hold one row per item, in order. `build(item)` returns a new <tr> (it may
+ * keep references on the row), `update(tr, item)` refreshes it.
+ */
+function syncRows(tbody, items, key, build, update) {
+  const existing = new Map([...tbody.rows].map((tr) => [tr.dataset.key, tr]));
+  let previous = null;
+  for (const item of items) {
+    const k = key(item);
+    let tr = existing.get(k);
+    if (tr) existing.delete(k);
+    else {
+      tr = build(item);
+      tr.dataset.key = k;
+    }
+    update(tr, item);
+    const wanted = previous ? previous.nextSibling : tbody.firstChild;
+    if (tr !== wanted) tbody.insertBefore(tr, wanted);
+    previous = tr;
+  }
+  for (const tr of existing.values()) tr.remove();
+}
+
+/**
+ * A table cell with a label for the narrow (stacked) layout; the content is wrapped so that
+ * the label and the content are the cell's only two grid items there.
+ */
+function td(label, ...children) {
+  return cell("td", label, null, ...children);
+}
+
+function cell(tag, label, cls, ...children) {
+  const attrs = { "data-label": label, class: cls };
+  if (tag === "th") attrs.scope = "row";
+  return h(tag, attrs, h("div", { class: "cell" }, ...children));
+}
+
+// ---------------------------------------------------------------------------------------
+// Confirmation dialog
+
+function confirmAction(title, text, action = "Delete") {
+  const dialog = document.getElementById("confirm-dialog");
+  setText(document.getElementById("confirm-title"), title);
+  setText(document.getElementById("confirm-text"), text);
+  setText(document.getElementById("confirm-yes"), action);
+  dialog.returnValue = "";
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "yes"), { once: true });
+    dialog.showModal();
+    document.getElementById("confirm-no").focus();
+  });
+}
+
+// ---------------------------------------------------------------------------------------
+// Overview
+
+function overviewView() {
+  let services = [];
+  const jobsBody = h("tbody");
+  const servicesBody = h("tbody");
+  const jobsEmpty = h("p", { class: "empty", hidden: true },
+    "No jobs yet. ", h("a", { href: "#/new-job", text: "Create a job" }), ".");
+  const servicesEmpty = h("p", { class: "empty", hidden: true },
+    "No services yet. ", h("a", { href: "#/new-service", text: "Create a service" }), ".");
+  const summary = h("p", { class: "summary", id: "job-summary" });
+  const loadError = h("div", { class: "error-box", role: "alert", hidden: true });
+
+  const jobsTable = h(
+    "table",
+    { class: "grid", id: "jobs-table", "aria-labelledby": "jobs-heading" },
+    h(
+      "thead",
+      {},
+      h(
+        "tr",
+        {},
+        ["Job", "State", "Started", "Stopped", "Events in", "Events out", "Errors",
+          "Dead-lettered", "Throughput"].map((label) =>
+          h("th", { scope: "col", class: /Events|Errors|Dead|Throughput/.test(label) ? "num" : null, text: label }),
+        ),
+      ),
+    ),
+    jobsBody,
+  );
+
+  const servicesTable = h(
+    "table",
+    { class: "grid", id: "services-table", "aria-labelledby": "services-heading" },
+    h(
+      "thead",
+      {},
+      h("tr", {}, ["Service", "Provider", "Origin", "Used by", "Settings", "Actions"].map(
+        (label) => h("th", { scope: "col", text: label }),
+      )),
+    ),
+    servicesBody,
+  );
+
+  function buildJobRow(job) {
+    const cells = {
+      link: h("a", { href: `#/jobs/${seg(job.name)}`, class: "job-link" }),
+      badge: stateBadge(job.state),
+      reason: h("span", { class: "reason" }),
+      started: h("time"),
+      stopped: h("time"),
+      in: h("span"),
+      out: h("span"),
+      errors: h("span"),
+      dead: h("span"),
+      rate: h("span", { class: "rate" }),
+      spark: h("span", { class: "spark-box" }),
+    };
+    const tr = h(
+      "tr",
+      { class: "job-row", "data-job": job.name },
+      cell("th", "Job", null, cells.link),
+      td("State", cells.badge, cells.reason),
+      td("Started", cells.started),
+      td("Stopped", cells.stopped),
+      cell("td", "Events in", "num counter-in", cells.in),
+      cell("td", "Events out", "num counter-out", cells.out),
+      cell("td", "Errors", "num counter-errors", cells.errors),
+      cell("td", "Dead-lettered", "num counter-dead", cells.dead),
+      cell("td", "Throughput", "num counter-rate", cells.spark, cells.rate),
+    );
+    tr.cells_ = cells;
+    return tr;
+  }
+
+  function updateJobRow(tr, job) {
+    const c = tr.cells_;
+    const counters = job.counters || {};
+    setText(c.link, job.name);
+    updateBadge(c.badge, job.state);
+    const why = job.reason || (job.state === "failed" ? counters.last_error : null);
+    setText(c.reason, why || "");
+    c.reason.hidden = !why;
+    updateTime(c.started, job.started_at);
+    updateTime(c.stopped, job.stopped_at);
+    setText(c.in, fmtNumber(counters.events_in));
+    setText(c.out, fmtNumber(counters.events_out));
+    setText(c.errors, fmtNumber(counters.errors));
+    setText(c.dead, fmtNumber(counters.dead_lettered));
+    setText(c.rate, fmtRate(counters.throughput_per_sec));
+    c.errors.classList.toggle("warn", counters.errors > 0);
+    c.dead.classList.toggle("warn", counters.dead_lettered > 0);
+    c.spark.replaceChildren(sparkline(job.name));
+  }
+
+  function buildServiceRow(service) {
+    const cells = {
+      name: h("span", { class: "service-name" }),
+      provider: h("span", { class: "tag" }),
+      origin: h("span"),
+      usedBy: h("span"),
+      settings: h("dl", { class: "kv" }),
+      error: h("p", { class: "field-error", role: "alert", hidden: true }),
+      remove: h("button", { type: "button", class: "danger small", text: "Delete" }),
+    };
+    cells.remove.addEventListener("click", () => deleteService(tr.dataset.key, cells));
+    const tr = h(
+      "tr",
+      { class: "service-row", "data-service": service.name },
+      cell("th", "Service", null, cells.name),
+      td("Provider", cells.provider),
+      td("Origin", cells.origin),
+      td("Used by", cells.usedBy),
+      td("Settings", h("details", {}, h("summary", { text: "Show" }), cells.settings)),
+      td("Actions", cells.remove, cells.error),
+    );
+    tr.cells_ = cells;
+    return tr;
+  }
+
+  function updateServiceRow(tr, service) {
+    const c = tr.cells_;
+    setText(c.name, service.name);
+    setText(c.provider, service.provider);
+    setText(c.origin, service.origin || "–");
+    const users = service.used_by || [];
+    const key = users.join("\n");
+    if (c.usedBy.dataset.users !== key) {
+      c.usedBy.dataset.users = key;
+      c.usedBy.replaceChildren(
+        ...(users.length
+          ? users.flatMap((name, i) => [
+              i ? ", " : "",
+              h("a", { href: `#/jobs/${seg(name)}`, text: name }),
+            ])
+          : [h("span", { class: "muted", text: "no jobs" })]),
+      );
+    }
+    // the provider's options, masked by the API
+    const options = Object.entries(service).filter(
+      ([k]) => !["name", "provider", "origin", "used_by"].includes(k),
+    );
+    const optionsKey = JSON.stringify(options);
+    if (c.settings.dataset.options !== optionsKey) {
+      c.settings.dataset.options = optionsKey;
+      c.settings.replaceChildren(
+        ...options.flatMap(([k, v]) => [h("dt", { text: k }), h("dd", { text: valueText(v) })]),
+      );
+    }
+    c.remove.setAttribute("aria-label", `Delete service ${service.name}`);
+  }
+
+  async function deleteService(name, cells) {
+    cells.error.hidden = true;
+    const ok = await confirmAction(
+      `Delete service ${name}?`,
+      `The service "${name}" will be removed. Jobs that use it must be deleted first.`,
+    );
+    if (!ok) return;
+    cells.remove.disabled = true;
+    try {
+      await api("DELETE", `services/${seg(name)}`);
+      notify(`Service "${name}" deleted.`);
+      await refresh();
+    } catch (err) {
+      // 409 while a job uses it: the API's message names the jobs
+      const text = err.status === 409 ? `Cannot delete "${name}": ${err.message}` : err.message;
+      setText(cells.error, text);
+      cells.error.hidden = false;
+      notify(text, "error", err.fields);
+    } finally {
+      cells.remove.disabled = false;
+    }
+  }
+
+  async function refresh() {
+    const [jobsData, servicesData] = await Promise.all([api("GET", "jobs"), api("GET", "services")]);
+    loadError.hidden = true;
+    const jobs = jobsData.jobs || [];
+    services = servicesData.services || [];
+    jobs.forEach(recordThroughput);
+    syncRows(jobsBody, jobs, (j) => j.name, buildJobRow, updateJobRow);
+    syncRows(servicesBody, services, (s) => s.name, buildServiceRow, updateServiceRow);
+    jobsTable.hidden = !jobs.length;
+    jobsEmpty.hidden = jobs.length > 0;
+    servicesTable.hidden = !services.length;
+    servicesEmpty.hidden = services.length > 0;
+    const states = {};
+    for (const job of jobs) states[job.state] = (states[job.state] || 0) + 1;
+    setText(
+      summary,
+      jobs.length
+        ? `${jobs.length} job${jobs.length === 1 ? "" : "s"}: ` +
+            Object.entries(states).map(([s, n]) => `${n} ${s}`).join(", ") +
+            ` · ${services.length} service${services.length === 1 ? "" : "s"}`
+        : `${services.length} service${services.length === 1 ? "" : "s"}`,
+    );
+  }
+
+  return {
+    title: "Overview",
+    nav: "overview",
+    render() {
+      return [
+        h("div", { class: "page-head" }, h("h1", { tabindex: "-1", text: "Overview" }), summary),
+        loadError,
+        h(
+          "section",
+          { class: "panel", "aria-labelledby": "jobs-heading" },
+          h("div", { class: "section-head" },
+            h("h2", { id: "jobs-heading", text: "Jobs" }),
+            h("a", { href: "#/new-job", class: "button primary", text: "New job" })),
+          jobsEmpty,
+          h("div", { class: "table-wrap" }, jobsTable),
+        ),
+        h(
+          "section",
+          { class: "panel", "aria-labelledby": "services-heading" },
+          h("div", { class: "section-head" },
+            h("h2", { id: "services-heading", text: "Services" }),
+            h("a", { href: "#/new-service", class: "button", text: "New service" })),
+          h("p", { class: "hint", text: "Secrets are masked by the service." }),
+          servicesEmpty,
+          h("div", { class: "table-wrap" }, servicesTable),
+        ),
+      ];
+    },
+    refresh,
+    showError(err) {
+      setText(loadError, `Could not load: ${err.message}`);
+      loadError.hidden = false;
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// Job details
+
+/** The pipeline as boxes: source → middlewares → sinks (sinks side by side). */
+function pipelineDiagram(definition, providers) {
+  const schemaOf = new Map((definition.schemas || []).map((s) => [s.id, s]));
+  let inherited = null; // a step without schema_id inherits the previous step's schema
+
+  function box(role, step, index) {
+    const explicit = step.schema_id || null;
+    const schema = explicit || inherited;
+    if (role !== "sink") inherited = schema;
+    const known = new Set(["service_name", "resource", "input_encoding", "output_encoding", "schema_id"]);
+    const extras = Object.entries(step).filter(([k]) => !known.has(k));
+    const roleLabel = { source: "Source", middleware: "Middleware", sink: "Sink" }[role];
+    const encoding = step.input_encoding
+      ? `${step.input_encoding} → ${step.output_encoding}`
+      : step.output_encoding;
+    const rows = [
+      ["Provider", providers.get(step.service_name) || "unknown"],
+      ["Resource", step.resource || "–"],
+      ["Encoding", encoding || "–"],
+    ];
+    if (schema) {
+      const src = schemaOf.get(schema);
+      const where = src ? ` (${src.service_name}: ${src.resource})` : "";
+      rows.push(["Schema", `${schema}${explicit ? "" : " (inherited)"}${where}`]);
+    }
+    for (const [k, v] of extras) rows.push([k, valueText(v)]);
+    return h(
+      "div",
+      {
+        class: `box box-${role}`,
+        "data-role": role,
+        "data-service": step.service_name,
+        role: "group",
+        "aria-label": `${roleLabel}${index === null ? "" : ` ${index + 1}`}: ${step.service_name}`,
+      },
+      h("p", { class: "box-role", text: index === null ? roleLabel : `${roleLabel} ${index + 1}` }),
+      h("p", { class: "box-title", text: step.service_name }),
+      h("dl", { class: "kv" }, rows.flatMap(([k, v]) => [h("dt", { text: k }), h("dd", { text: v })])),
+    );
+  }
+
+  const stages = [h("li", { class: "stage" }, box("source", definition.source, null))];
+  (definition.middlewares || []).forEach((step, i) => {
+    stages.push(h("li", { class: "stage" }, box("middleware", step, i)));
+  });
+  stages.push(
+    h("li", { class: "stage stage-sinks" },
+      (definition.sinks || []).map((step, i) => box("sink", step, i))),
+  );
+  return h("ol", { class: "pipeline", id: "pipeline", "aria-label": "Pipeline, in order" }, stages);
+}
+
+/** Batch, checkpoint, dead-letter and schema settings of a definition. */
+function settingsBoxes(definition) {
+  const batch = definition.batch;
+  const checkpoint = definition.checkpoint;
+  const dead = definition.dead_letter;
+  const card = (title, rows, id) =>
+    h(
+      "div",
+      { class: "setting", id },
+      h("h3", { text: title }),
+      rows.length
+        ? h("dl", { class: "kv" }, rows.flatMap(([k, v]) => [h("dt", { text: k }), h("dd", { text: v })]))
+        : h("p", { class: "muted", text: "Off" }),
+    );
+  const schemas = definition.schemas || [];
+  return h(
+    "div",
+    { class: "settings" },
+    card(
+      "Batching",
+      batch
+        ? [
+            ["Kind", batch.kind || "count"],
+            ["Size", fmtNumber(batch.size)],
+            ["Max wait", batch.max_wait_ms ? `${fmtNumber(batch.max_wait_ms)} ms` : "–"],
+          ]
+        : [],
+      "setting-batch",
+    ),
+    card(
+      "Checkpoints",
+      checkpoint && checkpoint.enabled
+        ? [
+            ["Enabled", "yes"],
+            ["Interval", checkpoint.interval_ms ? `${fmtNumber(checkpoint.interval_ms)} ms` : "–"],
+          ]
+        : [],
+      "setting-checkpoint",
+    ),
+    card(
+      "Dead letter",
+      dead
+        ? [
+            ["Service", dead.service_name],
+            ["Resource", dead.resource || "–"],
+            ["Encoding", dead.output_encoding || "–"],
+          ]
+        : [],
+      "setting-dead-letter",
+    ),
+    card(
+      "Schemas",
+      schemas.map((s) => [s.id, `${s.service_name}: ${s.resource}`]),
+      "setting-schemas",
+    ),
+  );
+}
+
+function jobView(name) {
+  let lastDefinition = "";
+  let busy = false;
+  let state = null;
+
+  const heading = h("h1", { tabindex: "-1" }, h("span", { text: name }), " ");
+  const badge = stateBadge("unknown");
+  heading.append(badge);
+  const reasonBox = h("div", { class: "error-box", id: "job-reason", hidden: true });
+  const loadError = h("div", { class: "error-box", role: "alert", hidden: true });
+
+  const stopBtn = h("button", { type: "button", id: "stop-job", text: "Stop" });
+  const restartBtn = h("button", { type: "button", id: "restart-job", text: "Restart" });
+  const deleteBtn = h("button", {
+    type: "button",
+    id: "delete-job",
+    class: "danger",
+    text: "Delete",
+    "aria-describedby": "delete-hint",
+  });
+  const deleteHint = h("span", { id: "delete-hint", class: "hint" });
+  const actionError = h("div", { class: "error-box", role: "alert", hidden: true });
+
+  const counterDefs = [
+    ["events_in", "Events in", fmtNumber],
+    ["events_out", "Events out", fmtNumber],
+    ["batches_out", "Batches out", fmtNumber],
+    ["errors", "Errors", fmtNumber],
+    ["dead_lettered", "Dead-lettered", fmtNumber],
+    ["filtered", "Filtered", fmtNumber],
+    ["retries", "Retries", fmtNumber],
+    ["throughput_per_sec", "Throughput", fmtRate],
+    ["last_event_time", "Last event", fmtClock],
+  ];
+  const counterEls = new Map(counterDefs.map(([key]) => [key, h("dd", { "data-counter": key })]));
+  const spark = h("div", { class: "spark-large" });
+  const lastError = h("p", { class: "mono" });
+  const lastErrorBox = h("div", { class: "panel-note", hidden: true },
+    h("h3", { text: "Last error" }), lastError);
+
+  const timeEls = {
+    started: h("time", { "data-meta": "started" }),
+    stopped: h("time", { "data-meta": "stopped" }),
+    restarts: h("dd", { "data-meta": "restarts" }),
+    desired: h("dd", { "data-meta": "desired" }),
+    origin: h("dd", { "data-meta": "origin" }),
+  };
+
+  const pipelineSlot = h("div", { class: "pipeline-slot" });
+  const settingsSlot = h("div");
+  const definitionPre = h("pre", { class: "code" });
+  const checkpointsBody = h("tbody");
+  const checkpointsEmpty = h("p", { class: "empty", text: "No checkpoints yet." });
+  const checkpointsTable = h(
+    "table",
+    { class: "grid", id: "checkpoints-table", "aria-labelledby": "checkpoints-heading" },
+    h("thead", {}, h("tr", {}, h("th", { scope: "col", text: "Saved at" }), h("th", { scope: "col", text: "Position" }))),
+    checkpointsBody,
+  );
+
+  async function act(label, method, path, done) {
+    if (busy) return;
+    busy = true;
+    actionError.hidden = true;
+    updateButtons();
+    const status = notify(`${label} "${name}"…`, "info");
+    try {
+      const result = await api(method, path);
+      status.remove();
+      done(result);
+    } catch (err) {
+      status.remove();
+      actionError.replaceChildren(
+        h("p", { text: `${label} failed: ${err.message}` }),
+        fieldList(err.fields) || "",
+      );
+      actionError.hidden = false;
+    } finally {
+      busy = false;
+      updateButtons();
+    }
+  }
+
+  stopBtn.addEventListener("click", () =>
+    act("Stopping", "POST", `jobs/${seg(name)}/stop`, (job) => {
+      apply(job);
+      notify(`Job "${name}" stopped.`);
+    }),
+  );
+  restartBtn.addEventListener("click", () =>
+    act("Restarting", "POST", `jobs/${seg(name)}/restart`, (job) => {
+      apply(job);
+      notify(`Job "${name}" restarted.`);
+    }),
+  );
+  deleteBtn.addEventListener("click", async () => {
+    const ok = await confirmAction(
+      `Delete job ${name}?`,
+      `The job "${name}" and its checkpoint history will be deleted.`,
+    );
+    if (!ok) return;
+    act("Deleting", "DELETE", `jobs/${seg(name)}`, () => {
+      notify(`Job "${name}" deleted.`);
+      location.hash = "#/";
+    });
+  });
+
+  function updateButtons() {
+    stopBtn.disabled = busy || !STOPPABLE.has(state);
+    restartBtn.disabled = busy || state === "stopping";
+    deleteBtn.disabled = busy || !DELETABLE.has(state);
+    setText(deleteHint, deleteBtn.disabled && !busy ? "Stop the job to delete it." : "");
+  }
+
+  function apply(job) {
+    state = job.state;
+    updateBadge(badge, job.state);
+    updateButtons();
+    const reason = job.reason;
+    reasonBox.hidden = !reason;
+    reasonBox.replaceChildren(
+      h("strong", { text: job.state === "failed" ? "Failed: " : "Reason: " }),
+      reason || "",
+    );
+    const counters = job.counters || {};
+    for (const [key, , format] of counterDefs) setText(counterEls.get(key), format(counters[key]));
+    counterEls.get("errors").classList.toggle("warn", counters.errors > 0);
+    counterEls.get("dead_lettered").classList.toggle("warn", counters.dead_lettered > 0);
+    lastErrorBox.hidden = !counters.last_error;
+    setText(lastError, counters.last_error || "");
+    recordThroughput(job);
+    spark.replaceChildren(sparkline(job.name, 120, 28));
+    updateTime(timeEls.started, job.started_at);
+    updateTime(timeEls.stopped, job.stopped_at);
+    setText(timeEls.restarts, fmtNumber(job.restarts));
+    setText(timeEls.desired, job.desired_state || "–");
+    setText(timeEls.origin, job.origin === "file" ? "config file" : job.origin || "–");
+  }
+
+  async function refresh() {
+    const [job, services, history] = await Promise.all([
+      api("GET", `jobs/${seg(name)}`),
+      api("GET", "services"),
+      api("GET", `jobs/${seg(name)}/checkpoints?limit=20`),
+    ]);
+    loadError.hidden = true;
+    apply(job);
+    if (job.definition) {
+      const providers = new Map((services.services || []).map((s) => [s.name, s.provider]));
+      const key = JSON.stringify([job.definition, [...providers]]);
+      if (key !== lastDefinition) {
+        lastDefinition = key;
+        pipelineSlot.replaceChildren(pipelineDiagram(job.definition, providers));
+        settingsSlot.replaceChildren(settingsBoxes(job.definition));
+        setText(definitionPre, formatJson(job.definition));
+      }
+    }
+    const points = [...(history.checkpoints || [])].sort((a, b) => b.created_at - a.created_at);
+    checkpointsTable.hidden = !points.length;
+    checkpointsEmpty.hidden = points.length > 0;
+    checkpointsBody.replaceChildren(
+      ...points.map((c) =>
+        h("tr", {}, td("Saved at", timeEl(c.created_at)), td("Position", h("code", { text: valueText(c.position) }))),
+      ),
+    );
+  }
+
+  const dl = (pairs) => h("dl", { class: "meta" }, pairs.map(([k, v]) => h("div", {}, h("dt", { text: k }), v)));
+
+  return {
+    title: `Job ${name}`,
+    nav: "overview",
+    render() {
+      return [
+        h("nav", { class: "crumbs", "aria-label": "Breadcrumb" },
+          h("a", { href: "#/", text: "Overview" }), " › ", h("span", { "aria-current": "page", text: name })),
+        h("div", { class: "page-head" }, heading,
+          h("div", { class: "actions", role: "group", "aria-label": "Job actions" },
+            stopBtn, restartBtn, deleteBtn, deleteHint)),
+        loadError,
+        actionError,
+        reasonBox,
+        h("section", { class: "panel", "aria-labelledby": "counters-heading" },
+          h("h2", { id: "counters-heading", text: "Counters" }),
+          h("div", { class: "counters-row" },
+            h("dl", { class: "counters", id: "job-counters" },
+              counterDefs.map(([key, label]) =>
+                h("div", { class: `counter counter-${key}` },
+                  h("dt", { text: label }), counterEls.get(key), key === "throughput_per_sec" ? spark : null)))),
+          lastErrorBox,
+          dl([
+            ["Started", h("dd", {}, timeEls.started)],
+            ["Stopped", h("dd", {}, timeEls.stopped)],
+            ["Auto-restarts", timeEls.restarts],
+            ["Wanted state", timeEls.desired],
+            ["Defined in", timeEls.origin],
+          ])),
+        h("section", { class: "panel", "aria-labelledby": "pipeline-heading" },
+          h("h2", { id: "pipeline-heading", text: "Pipeline" }),
+          pipelineSlot,
+          settingsSlot,
+          h("details", { class: "definition" }, h("summary", { text: "Definition (JSON)" }), definitionPre)),
+        h("section", { class: "panel", "aria-labelledby": "checkpoints-heading" },
+          h("h2", { id: "checkpoints-heading", text: "Checkpoints (newest first)" }),
+          checkpointsEmpty,
+          h("div", { class: "table-wrap" }, checkpointsTable)),
+      ];
+    },
+    refresh,
+    showError(err) {
+      if (err.status === 404) {
+        stopBtn.disabled = restartBtn.disabled = deleteBtn.disabled = true;
+        setText(loadError, `Job "${name}" does not exist (any more).`);
+      } else setText(loadError, `Could not load: ${err.message}`);
+      loadError.hidden = false;
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// Create forms (JSON editors)
+
+const SERVICE_TEMPLATES = {
+  generator: { name: "demo-generator", provider: "generator", rate: 100 },
+  file: { name: "demo-files", provider: "file", base_dir: "./out" },
+  stdout: { name: "console", provider: "stdout" },
+  http: { name: "webhook", provider: "http", host: "http://localhost:8080", max_retries: 5 },
+  udf: { name: "scripts", provider: "udf", engine: { kind: "lua" }, script_path: "./scripts" },
+  kafka: {
+    name: "kafka",
+    provider: "kafka",
+    "bootstrap.servers": "localhost:9092",
+    "group.id": "mstream",
+  },
+  mongodb: {
+    name: "mongo",
+    provider: "mongodb",
+    connection_string: "mongodb://localhost:27017/?replicaSet=rs0",
+    db_name: "app",
+    write_mode: "insert",
+  },
+  pubsub: {
+    name: "pubsub",
+    provider: "pubsub",
+    project_id: "my-project",
+    auth: { kind: "static_token", env_token_name: "PUBSUB_TOKEN" },
+  },
+};
+
+let jobDraft = null; // a definition to start the next "new job" form from ("Copy" on a job)
+
+/** An example connector on the embedded providers, using services that exist if possible. */
+function exampleJob(services) {
+  const pick = (provider, fallback) =>
+    (services.find((s) => s.provider === provider) || { name: fallback }).name;
+  const endless = services.find((s) => s.provider === "generator" && s.count == null);
+  const generator = endless ? endless.name : pick("generator", "demo-generator");
+  const fileSink = services.find((s) => s.provider === "file");
+  const sink = fileSink
+    ? { service_name: fileSink.name, resource: "example.jsonl", output_encoding: "json" }
+    : { service_name: pick("stdout", "console"), output_encoding: "json" };
+  return {
+    name: "example",
+    source: { service_name: generator, resource: "users", output_encoding: "json" },
+    sinks: [sink],
+    batch: { kind: "count", size: 50 },
+    checkpoint: { enabled: true },
+  };
+}
+
+/**
+ * A JSON editor form. `submit(body)` posts it; errors (client-side JSON syntax or the
+ * API's message and field errors) are shown above the editor.
+ */
+function jsonForm({ id, label, help, initial, submitLabel, submit, extra = null }) {
+  const textarea = h("textarea", {
+    id: `${id}-json`,
+    class: "code",
+    rows: 18,
+    spellcheck: "false",
+    autocapitalize: "off",
+    autocomplete: "off",
+    "aria-describedby": `${id}-help ${id}-errors`,
+  });
+  textarea.value = initial;
+  textarea.rows = Math.min(30, Math.max(12, initial.split("\n").length + 1));
+  const errors = h("div", { id: `${id}-errors`, class: "error-box", role: "alert", hidden: true });
+  const submitBtn = h("button", { type: "submit", class: "primary", id: `${id}-submit`, text: submitLabel });
+
+  function showErrors(message, fields) {
+    errors.replaceChildren(h("p", { class: "error-message", text: message }), fieldList(fields) || "");
+    errors.hidden = false;
+    errors.scrollIntoView({ block: "nearest" });
+  }
+
+  function parse() {
+    try {
+      return JSON.parse(textarea.value);
+    } catch (err) {
+      showErrors(`The definition is not valid JSON: ${err.message}`);
+      textarea.focus();
+      return undefined;
+    }
+  }
+
+  const form = h(
+    "form",
+    {
+      id,
+      class: "panel json-form",
+      novalidate: true,
+      onsubmit: async (event) => {
+        event.preventDefault();
+        errors.hidden = true;
+        const body = parse();
+        if (body === undefined) return;
+        submitBtn.disabled = true;
+        try {
+          await submit(body);
+        } catch (err) {
+          showErrors(err.message, err.fields);
+        } finally {
+          submitBtn.disabled = false;
+        }
+      },
+    },
+    extra,
+    h("label", { for: `${id}-json`, text: label }),
+    h("p", { class: "hint", id: `${id}-help` }, help),
+    errors,
+    textarea,
+    h(
+      "div",
+      { class: "actions" },
+      submitBtn,
+      h("button", {
+        type: "button",
+        text: "Format JSON",
+        onclick: () => {
+          const body = parse();
+          if (body !== undefined) {
+            errors.hidden = true;
+            textarea.value = formatJson(body);
+          }
+        },
+      }),
+    ),
+  );
+  // Ctrl/Cmd+Enter submits
+  textarea.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) form.requestSubmit();
+  });
+  return { form, textarea };
+}
+
+function newJobView() {
+  const slot = h("div");
+  const hint = h("p", { class: "hint", hidden: true });
+  let textarea = null;
+
+  return {
+    title: "New job",
+    nav: "new-job",
+    render() {
+      return [
+        h("div", { class: "page-head" }, h("h1", { tabindex: "-1", text: "Create a job" })),
+        hint,
+        slot,
+      ];
+    },
+    async mount() {
+      let services = [];
+      try {
+        services = (await api("GET", "services")).services || [];
+      } catch {
+        services = [];
+      }
+      const initial = jobDraft || exampleJob(services);
+      jobDraft = null;
+      const missing = [initial.source, ...(initial.middlewares || []), ...(initial.sinks || [])]
+        .map((s) => s.service_name)
+        .filter((n) => !services.some((s) => s.name === n));
+      if (missing.length) {
+        hint.replaceChildren(
+          `The example uses services that do not exist yet (${[...new Set(missing)].join(", ")}). `,
+          h("a", { href: "#/new-service", text: "Create a service" }),
+          " first, or change the names.",
+        );
+        hint.hidden = false;
+      }
+      const editor = jsonForm({
+        id: "job-form",
+        label: "Connector definition (JSON)",
+        help: [
+          "The same fields as a [[connectors]] entry of mstream-config.toml: ",
+          h("code", { text: "name" }), ", ", h("code", { text: "source" }), ", ",
+          h("code", { text: "middlewares" }), ", ", h("code", { text: "sinks" }), ", ",
+          h("code", { text: "schemas" }), ", ", h("code", { text: "batch" }), ", ",
+          h("code", { text: "checkpoint" }), ", ", h("code", { text: "dead_letter" }),
+          ". The job starts at once. Services: ",
+          services.length ? services.map((s) => `${s.name} (${s.provider})`).join(", ") : "none yet",
+          ".",
+        ],
+        initial: formatJson(initial),
+        submitLabel: "Create and start job",
+        submit: async (body) => {
+          const job = await api("POST", "jobs", body);
+          notify(`Job "${job.name}" created.`);
+          location.hash = `#/jobs/${seg(job.name)}`;
+        },
+      });
+      textarea = editor.textarea;
+      slot.replaceChildren(editor.form);
+    },
+    focusTarget: () => textarea,
+  };
+}
+
+function newServiceView() {
+  const select = h(
+    "select",
+    { id: "service-template" },
+    Object.keys(SERVICE_TEMPLATES).map((p) => h("option", { value: p, text: p })),
+  );
+  const editor = jsonForm({
+    id: "service-form",
+    label: "Service definition (JSON)",
+    help: [
+      "The same fields as a [[services]] entry of mstream-config.toml: ",
+      h("code", { text: "name" }), ", ", h("code", { text: "provider" }),
+      " and the provider's options. It is stored encrypted; secrets are never shown again. ",
+      "A value \"env:NAME\" is read from the service's environment.",
+    ],
+    initial: formatJson(SERVICE_TEMPLATES.generator),
+    submitLabel: "Create service",
+    submit: async (body) => {
+      const service = await api("POST", "services", body);
+      notify(`Service "${service.name}" created.`);
+      location.hash = "#/";
+    },
+    extra: h(
+      "div",
+      { class: "field-inline" },
+      h("label", { for: "service-template", text: "Start from an example for provider" }),
+      select,
+    ),
+  });
+  select.addEventListener("change", () => {
+    editor.textarea.value = formatJson(SERVICE_TEMPLATES[select.value]);
+  });
+  return {
+    title: "New service",
+    nav: "new-service",
+    render() {
+      return [h("div", { class: "page-head" }, h("h1", { tabindex: "-1", text: "Create a service" })), editor.form];
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// Router and polling
+
+let current = null;
+let timer = null;
+let generation = 0; // bumps on every route change; stale refreshes are ignored
+
+function viewFor(hash) {
+  const path = hash.replace(/^#/, "") || "/";
+  const job = path.match(/^\/jobs\/([^/]+)$/);
+  if (job) {
+    let name;
+    try {
+      name = decodeURIComponent(job[1]);
+    } catch {
+      name = job[1];
+    }
+    return jobView(name);
+  }
+  if (path === "/new-job") return newJobView();
+  if (path === "/new-service") return newServiceView();
+  return overviewView();
+}
+
+async function navigate() {
+  generation += 1;
+  const view = viewFor(location.hash);
+  current = view;
+  const main = document.getElementById("main");
+  main.replaceChildren(...view.render());
+  document.title = `${view.title} · mstream`;
+  for (const link of document.querySelectorAll("[data-nav]")) {
+    if (link.dataset.nav === view.nav) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+  // move focus to the new view's heading, for keyboard and screen-reader users
+  const heading = main.querySelector("h1");
+  if (heading) heading.focus({ preventScroll: true });
+  window.scrollTo(0, 0);
+  if (view.mount) await view.mount();
+  refreshNow();
+}
+
+let tickSeq = 0; // only the newest refresh cycle schedules the next one
+
+async function tick() {
+  clearTimeout(timer);
+  const seq = ++tickSeq;
+  const mine = generation;
+  const view = current;
+  if (view && view.refresh && !document.hidden) {
+    try {
+      await view.refresh();
+      if (mine === generation) markUpdated();
+    } catch (err) {
+      // 401 (token dialog) and network errors are shown in the header already
+      if (mine === generation && err.status !== 401 && err.status !== 0 && view.showError) {
+        view.showError(err);
+      }
+    }
+  }
+  if (seq === tickSeq) timer = setTimeout(tick, POLL_MS);
+}
+
+function refreshNow() {
+  clearTimeout(timer);
+  tick();
+}
+
+window.addEventListener("hashchange", navigate);
+document.addEventListener("visibilitychange", () => {
+  if (!document.hidden) refreshNow();
+});
+navigate();
