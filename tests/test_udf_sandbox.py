@@ -121,7 +121,8 @@ def test_coroutines_are_limited_too() -> None:
 def test_unbounded_recursion() -> None:
     assert_fails(
         hostile("local function f(n) return 1 + f(n + 1) end\n  return f(1)"),
-        "stack overflow|memory limit exceeded",
+        # whichever bound is reached first under load: all three stop the script
+        "stack overflow|memory limit exceeded|time limit",
     )
 
 
