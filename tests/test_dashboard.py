@@ -305,6 +305,12 @@ def test_job_details_draw_the_pipeline(page: Any, service: ServiceThread, tmp_pa
     assert one(page, "#stop-job").is_enabled() and not one(page, "#delete-job").is_enabled()
     screenshot(page, tmp_path, "job-details")
 
+    # its definition starts a new job's form
+    one(page, "#copy-job").click()
+    editor = one(page, "#job-form-json")
+    copied = json.loads(editor.get_attribute("value"))
+    assert copied["name"] == "live-copy" and copied["middlewares"][0]["resource"] == "tag.lua"
+
 
 def test_create_a_job_through_the_form(page: Any, service: ServiceThread, tmp_path: Path) -> None:
     page.get(service.url + "/#/new-job")

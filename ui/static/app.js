@@ -774,6 +774,7 @@ function settingsBoxes(definition) {
 
 function jobView(name) {
   let lastDefinition = "";
+  let lastJob = null; // the latest GET /jobs/{name} answer
   let busy = false;
   let state = null;
 
@@ -918,6 +919,7 @@ function jobView(name) {
       api("GET", `jobs/${seg(name)}/checkpoints?limit=20`),
     ]);
     loadError.hidden = true;
+    lastJob = job;
     apply(job);
     if (job.definition) {
       const providers = new Map((services.services || []).map((s) => [s.name, s.provider]));
@@ -973,6 +975,17 @@ function jobView(name) {
           h("h2", { id: "pipeline-heading", text: "Pipeline" }),
           pipelineSlot,
           settingsSlot,
+          h("div", { class: "actions definition-actions" },
+            h("button", {
+              type: "button",
+              id: "copy-job",
+              text: "Copy as new job",
+              onclick: () => {
+                if (!lastJob || !lastJob.definition) return;
+                jobDraft = { ...lastJob.definition, name: `${name}-copy` };
+                location.hash = "#/new-job";
+              },
+            })),
           h("details", { class: "definition" }, h("summary", { text: "Definition (JSON)" }), definitionPre)),
         h("section", { class: "panel", "aria-labelledby": "checkpoints-heading" },
           h("h2", { id: "checkpoints-heading", text: "Checkpoints (newest first)" }),
