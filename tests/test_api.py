@@ -334,3 +334,20 @@ def test_responses_match_the_openapi_schemas(api: Client) -> None:
     check(api.ok("GET", "/health"), "/health", "get", "200")
     check(api.call("GET", "/jobs/zz").json(), "/jobs/{name}", "get", "404")
     check(api.call("POST", "/jobs", {"name": 1}).json(), "/jobs", "post", "400")
+
+
+def test_client_errors_are_not_logged_as_server_problems(
+    api: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
+    assert_error(api.call("GET", "/jobs/no-such-job"), 404)
+    ours = [
+        r for r in caplog.records if r.name == "mstream.api" and "no-such-job" in r.getMessage()
+    ]
+    assert [r.levelname for r in ours] == ["DEBUG"]  # the handler's own log_exception ran
+    noisy = [
+        r
+        for r in caplog.records
+        if r.levelno >= 30 and r.name != "tornado.access" and "no-such-job" in r.getMessage()
+    ]
+    assert noisy == []

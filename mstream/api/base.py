@@ -340,20 +340,6 @@ class ApiHandler(RequestHandler):
         impl = getattr(type(self), method.lower(), None)
         return impl is not None and impl is not getattr(RequestHandler, method.lower(), None)
 
-
-def _guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a handler method so that a pending (deferred) error is raised first."""
-
-    @functools.wraps(fn)
-    async def method(self: ApiHandler, *args: str) -> None:
-        if self._pending is not None:
-            raise self._pending
-        result = fn(self, *args)
-        if inspect.isawaitable(result):
-            await result
-
-    return method
-
     def log_exception(self, typ: Any, value: BaseException | None, tb: Any) -> None:
         """Client errors at debug level; server errors with their traceback, secrets masked."""
         if isinstance(value, HTTPError):
@@ -376,3 +362,17 @@ def _guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     def on_connection_close(self) -> None:
         """Nothing to clean up: blocking work finishes in the executor."""
+
+
+def _guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a handler method so that a pending (deferred) error is raised first."""
+
+    @functools.wraps(fn)
+    async def method(self: ApiHandler, *args: str) -> None:
+        if self._pending is not None:
+            raise self._pending
+        result = fn(self, *args)
+        if inspect.isawaitable(result):
+            await result
+
+    return method
