@@ -48,6 +48,7 @@ setup(
             "ipykernel>=6.29",
             "ruff>=0.6",
             "mypy>=1.10",
+            "selenium>=4.20",
         ],
         "confluent": ["confluent-kafka>=2.4"],
     },
