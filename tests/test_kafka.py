@@ -664,7 +664,7 @@ def test_unreachable_broker_fails_with_reason(
         kafka_service(
             f"127.0.0.1:{free_port()}",
             client,
-            **{"group.id": unique_name, "request.timeout.ms": 2000},
+            **{"request.timeout.ms": 2000, "delivery.timeout.ms": 3000, "max.block.ms": 3000},
         ),
         {"name": "g", "provider": "generator", "count": 5},
     ]

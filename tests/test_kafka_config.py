@@ -285,14 +285,14 @@ def test_sink_messages_carry_key_and_headers() -> None:
         Event(b'{"n":2}', "json", attributes={"a": "b"}),
     ]
     msgs = _sink().messages(Batch.of(events, batched=False))
-    assert [(m.value, m.key, m.headers) for m in msgs] == [
+    assert msgs == [
         (b'{"n":1}', b"k1", [("h", b"v")]),
         (b'{"n":2}', None, [("a", b"b")]),
     ]
     as_messages = _sink("messages").messages(Batch.of(events, batched=True))
-    assert [m.value for m in as_messages] == [b'{"n":1}', b'{"n":2}']
+    assert [m[0] for m in as_messages] == [b'{"n":1}', b'{"n":2}']
     array = _sink().messages(Batch.of(events, batched=True))
-    assert [m.value for m in array] == [b'[{"n":1},{"n":2}]']
+    assert [m[0] for m in array] == [b'[{"n":1},{"n":2}]']
 
 
 def test_countdown_reports_once() -> None:
@@ -348,9 +348,8 @@ class _FakeSource(KafkaSourceBase):
 def test_commits_in_partition_order_when_acks_arrive_out_of_order() -> None:
     src = _FakeSource()
     src._assigned([("t", 0), ("t", 1)])
-    make0, make1 = src._acker(("t", 0)), src._acker(("t", 1))
-    a0, b0, c0 = make0(10), make0(11), make0(12)
-    a1 = make1(3)
+    a0, b0, c0 = (src._chunk_ack(("t", 0), offset, 1) for offset in (10, 11, 12))
+    a1 = src._chunk_ack(("t", 1), 3, 1)
     c0()
     a1()
     src.commit()
@@ -369,7 +368,7 @@ def test_commits_in_partition_order_when_acks_arrive_out_of_order() -> None:
 def test_failed_commit_is_retried() -> None:
     src = _FakeSource()
     src._assigned([("t", 0)])
-    src._acker(("t", 0))(5)()
+    src._chunk_ack(("t", 0), 5, 1)()
     src.fail_commits = True
     src.commit()
     assert src.commits == []
@@ -382,8 +381,7 @@ def test_revoke_commits_acknowledged_and_ignores_late_acks() -> None:
     src = _FakeSource()
     src.revoke_wait = 0.05
     src._assigned([("t", 0)])
-    make = src._acker(("t", 0))
-    first, second = make(0), make(1)
+    first, second = src._chunk_ack(("t", 0), 0, 1), src._chunk_ack(("t", 0), 1, 1)
     first()
     src._revoked([("t", 0)])  # `second` still in flight: waits briefly, commits offset 1
     assert src.commits == [{("t", 0): 1}]
@@ -414,3 +412,19 @@ def test_seek_back_wins_over_checkpoint() -> None:
 def test_docstring_examples(module: object) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)  # type: ignore[arg-type]
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_chunk_ack_commits_once_every_event_is_acknowledged() -> None:
+    src = _FakeSource()
+    src._assigned([("t", 0)])
+    chunk_a = src._chunk_ack(("t", 0), 9, 3)  # offsets 7, 8, 9
+    chunk_b = src._chunk_ack(("t", 0), 11, 2)  # offsets 10, 11
+    chunk_b()
+    chunk_b()
+    chunk_a()
+    chunk_a()
+    src.commit()
+    assert src.commits == []  # offset 9 (and so 11) not yet acknowledged
+    chunk_a()
+    src.commit()
+    assert src.commits == [{("t", 0): 12}]

@@ -43,6 +43,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import threading
 import time
@@ -481,15 +482,36 @@ class KafkaSourceBase(Source):
                 self._trackers[tp] = tracker
         return tracker
 
-    def _acker(self, tp: TP) -> Callable[[int], Callable[[], None]]:
-        """``make(offset) -> ack`` for records of ``tp`` (in offset order)."""
+    def _chunk_ack(self, tp: TP, last_offset: int, count: int) -> Callable[[], None]:
+        """One ack shared by the ``count`` events of ``tp`` read in one poll.
+
+        The chunk is one tracker position (its last offset): it is committed once every
+        event of it and every earlier chunk of the partition was acknowledged. Each event
+        calls the shared ack once (``next`` on ``itertools.count`` is atomic), so the
+        per-event cost is one call, not a tracker entry.
+
+        Example:
+            >>> from mstream.providers.base import StepContext
+            >>> svc = ServiceConfig("k", "kafka", {"bootstrap.servers": "h:1", "group.id": "g"})
+            >>> src = KafkaSourceBase(svc, StepConfig("k", "t"), StepContext("c", "source"))
+            >>> ack = src._chunk_ack(("t", 0), 41, 2)
+            >>> ack(); src.position() is None
+            True
+            >>> ack(); src.position()
+            {'t': {'0': 42}}
+        """
         tracker = self._tracker(tp)
-        add, ack = tracker.add, tracker.ack
+        seq = tracker.add(last_offset)
+        if count == 1:
+            return functools.partial(tracker.ack, seq)
+        counter = itertools.count(1)
+        tracker_ack = tracker.ack
 
-        def make(offset: int) -> Callable[[], None]:
-            return functools.partial(ack, add(offset))
+        def ack() -> None:
+            if next(counter) == count:
+                tracker_ack(seq)
 
-        return make
+        return ack
 
     def _assigned(self, tps: Iterable[TP]) -> None:
         """New partitions: fresh trackers, then the starting offsets (seek back or checkpoint)."""
@@ -746,7 +768,7 @@ class KafkaPythonSource(KafkaSourceBase):
                     append = events.append
                     for tp, records in polled.items():
                         topic, partition = tp.topic, tp.partition
-                        make_ack = self._acker((topic, partition))
+                        ack = self._chunk_ack((topic, partition), records[-1].offset, len(records))
                         for r in records:
                             headers = r.headers
                             append(
@@ -760,9 +782,9 @@ class KafkaPythonSource(KafkaSourceBase):
                                         "offset": r.offset,
                                         "timestamp": r.timestamp,
                                         "key": r.key,
-                                        "headers": list(headers) if headers else [],
+                                        "headers": headers if headers else [],
                                     },
-                                    ack=make_ack(r.offset),
+                                    ack=ack,
                                 )
                             )
                     emit(events)
@@ -822,22 +844,19 @@ def _key_bytes(key: Any) -> bytes | None:
     return str(key).encode()
 
 
-def _headers_of(event: Event) -> list[tuple[str, bytes]]:
+def _headers_of(event: Event) -> list[tuple[str, bytes]] | None:
     headers = event.metadata.get("headers")
     if headers:
+        if type(headers) is list and all(type(v) is bytes for _, v in headers):
+            return headers  # from a Kafka source: as they are
         return [(k, v if isinstance(v, bytes) else str(v).encode()) for k, v in headers]
     if event.attributes:
         return [(k, str(v).encode()) for k, v in event.attributes.items()]
-    return []
+    return None
 
 
-@dataclass
-class OutMessage:
-    """One message to produce."""
-
-    value: bytes
-    key: bytes | None
-    headers: list[tuple[str, bytes]]
+OutMessage = tuple[bytes, bytes | None, list[tuple[str, bytes]] | None]
+"""One message to produce: ``(value, key, headers)``."""
 
 
 class KafkaSinkBase(Sink):
@@ -861,22 +880,31 @@ class KafkaSinkBase(Sink):
             >>> svc = ServiceConfig("k", "kafka", {"bootstrap.servers": "h:1"})
             >>> sink = KafkaSinkBase(svc, StepConfig("k", "t"), StepContext("c", "sink"))
             >>> evs = [Event(b'{"n":1}', "json", metadata={"key": b"k"}), Event(b'{"n":2}', "json")]
-            >>> [(m.value, m.key) for m in sink.messages(Batch.of(evs, batched=True))]
-            [(b'[{"n":1},{"n":2}]', None)]
-            >>> [(m.value, m.key) for m in sink.messages(Batch.of(evs, batched=False))]
-            [(b'{"n":1}', b'k'), (b'{"n":2}', None)]
+            >>> sink.messages(Batch.of(evs, batched=True))
+            [(b'[{"n":1},{"n":2}]', None, None)]
+            >>> sink.messages(Batch.of(evs, batched=False))
+            [(b'{"n":1}', b'k', None), (b'{"n":2}', None, None)]
         """
         events = batch.events
         if batch.batched and self.batch_mode == "array":
             schema: AvroSchema | None = events[0].schema if events else None
             keys = {_key_bytes(e.metadata.get("key")) for e in events}
             key = keys.pop() if len(keys) == 1 else None
-            return [
-                OutMessage(encode_batch([e.doc for e in events], self.encoding, schema), key, [])
-            ]
-        return [
-            OutMessage(e.payload, _key_bytes(e.metadata.get("key")), _headers_of(e)) for e in events
-        ]
+            return [(encode_batch([e.doc for e in events], self.encoding, schema), key, None)]
+        out: list[OutMessage] = []
+        append = out.append
+        for e in events:
+            key = e.metadata.get("key")
+            if key is not None and type(key) is not bytes:
+                key = _key_bytes(key)
+            append(
+                (
+                    e.payload,
+                    key,
+                    _headers_of(e) if e.metadata.get("headers") or e.attributes else None,
+                )
+            )
+        return out
 
     def write(self, batch: Batch, done: Done) -> None:  # pragma: no cover - abstract
         """Produce the batch's messages; ``done`` once all are acknowledged by the broker."""
@@ -917,17 +945,18 @@ class KafkaPythonSink(KafkaSinkBase):
             return
         countdown = _Countdown(len(messages), done, self.what)
         send, topic = producer.send, self.topic
-        for m in messages:
+        ok, fail = countdown.ok, countdown.fail
+        for value, key, headers in messages:
             try:
-                future = send(topic, value=m.value, key=m.key, headers=m.headers or None)
+                future = send(topic, value=value, key=key, headers=headers)
             except MessageSizeTooLargeError as exc:
                 countdown.fail(RejectedError(f"{self.what}: message too large: {exc}"))
                 return
             except (KafkaError, AssertionError, ValueError, TypeError) as exc:
                 countdown.fail(exc)
                 return
-            future.add_callback(countdown.ok)
-            future.add_errback(countdown.fail)
+            future.add_callback(ok)
+            future.add_errback(fail)
 
     def flush(self) -> None:
         """Wait until every sent message is acknowledged (or failed)."""

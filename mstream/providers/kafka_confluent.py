@@ -135,9 +135,7 @@ class ConfluentSource(KafkaSourceBase):
             while not stopping.is_set():
                 messages = consumer.consume(num_messages=n, timeout=0.1)
                 if messages:
-                    events: list[Event] = []
-                    append = events.append
-                    makers: dict[TP, Any] = {}
+                    by_partition: dict[TP, list[Any]] = {}
                     for m in messages:
                         error = m.error()
                         if error is not None:
@@ -147,29 +145,30 @@ class ConfluentSource(KafkaSourceBase):
                                 )
                             self.logger.warning("kafka source: %s", error.str())
                             continue
-                        topic, partition, offset = m.topic(), m.partition(), m.offset()
-                        tp = (topic, partition)
-                        make_ack = makers.get(tp)
-                        if make_ack is None:
-                            make_ack = makers[tp] = self._acker(tp)
-                        headers = m.headers()
-                        value = m.value()
-                        append(
-                            Event(
-                                value if value is not None else b"",
-                                encoding,
-                                attributes=_header_attributes(headers) if headers else None,
-                                metadata={
-                                    "topic": topic,
-                                    "partition": partition,
-                                    "offset": offset,
-                                    "timestamp": m.timestamp()[1],
-                                    "key": m.key(),
-                                    "headers": list(headers) if headers else [],
-                                },
-                                ack=make_ack(offset),
+                        by_partition.setdefault((m.topic(), m.partition()), []).append(m)
+                    events: list[Event] = []
+                    append = events.append
+                    for (topic, partition), found in by_partition.items():
+                        ack = self._chunk_ack((topic, partition), found[-1].offset(), len(found))
+                        for m in found:
+                            headers = m.headers()
+                            value = m.value()
+                            append(
+                                Event(
+                                    value if value is not None else b"",
+                                    encoding,
+                                    attributes=_header_attributes(headers) if headers else None,
+                                    metadata={
+                                        "topic": topic,
+                                        "partition": partition,
+                                        "offset": m.offset(),
+                                        "timestamp": m.timestamp()[1],
+                                        "key": m.key(),
+                                        "headers": headers if headers else [],
+                                    },
+                                    ack=ack,
+                                )
                             )
-                        )
                     if events:
                         emit(events)
                 self._commit_acknowledged()
@@ -241,17 +240,11 @@ class ConfluentSink(KafkaSinkBase):
                 countdown.fail(DeliveryError(f"{self.what}: {error.str()}"))
 
         produce, topic = producer.produce, self.topic
-        for m in messages:
+        for value, key, headers in messages:
             deadline = None
             while True:
                 try:
-                    produce(
-                        topic,
-                        value=m.value,
-                        key=m.key,
-                        headers=m.headers or None,
-                        on_delivery=delivered,
-                    )
+                    produce(topic, value=value, key=key, headers=headers, on_delivery=delivered)
                     break
                 except BufferError:  # queue full: let deliveries drain, then retry
                     deadline = deadline or time.monotonic() + self.max_block
