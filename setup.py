@@ -49,6 +49,7 @@ setup(
             "ruff>=0.6",
             "mypy>=1.10",
             "selenium>=4.20",
+            "confluent-kafka>=2.4",
         ],
         "confluent": ["confluent-kafka>=2.4"],
     },
