@@ -29,6 +29,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 USER_SCHEMA = ROOT / "examples" / "schemas" / "user.avsc"
 PARTITIONS = 4
+LINGER_MS = 5
+BATCH_BYTES = 1_000_000
+"""Producer settings, the same for the engine and the plain loops (librdkafka's defaults)."""
 
 CASES: dict[str, dict[str, str]] = {
     "passthrough": {"encoding": "json", "client": "kafka-python"},
@@ -97,7 +100,8 @@ def run_engine(bootstrap: str, topic: str, case: str, events: int) -> float:
                     "client": spec["client"],
                     "bootstrap.servers": bootstrap,
                     "group.id": f"bench-{uuid.uuid4().hex[:8]}",
-                    "linger.ms": 5,
+                    "linger.ms": LINGER_MS,
+                    "batch.size": BATCH_BYTES,
                 },
                 {"name": "schemas", "provider": "file"},
             ],
@@ -152,7 +156,9 @@ def run_plain(bootstrap: str, topic: str, case: str, events: int) -> float:
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     )
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=LINGER_MS, batch_size=BATCH_BYTES
+    )
     began = 0.0
     seen = 0
     while seen < events:
@@ -184,7 +190,14 @@ def _plain_confluent(
         }
     )
     consumer.subscribe([topic])
-    producer = ck.Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5})
+    producer = ck.Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "acks": "all",
+            "linger.ms": LINGER_MS,
+            "batch.size": BATCH_BYTES,
+        }
+    )
     began = 0.0
     seen = 0
     while seen < events:

@@ -650,6 +650,18 @@ class KafkaSourceBase(Source):
 
 
 def _header_attributes(headers: Iterable[tuple[str, Any]]) -> dict[str, str]:
+    """Kafka headers as string attributes (UTF-8, undecodable bytes replaced).
+
+    Example:
+        >>> _header_attributes([("a", b"1"), ("b", None), ("c", "x")])
+        {'a': '1', 'c': 'x'}
+    """
+    try:  # the common case: every value is bytes
+        return {
+            name: value.decode("utf-8", "replace") for name, value in headers if value is not None
+        }
+    except AttributeError:
+        pass
     attrs: dict[str, str] = {}
     for name, value in headers:
         if isinstance(value, bytes | bytearray):
@@ -807,21 +819,27 @@ class KafkaPythonSource(KafkaSourceBase):
 
 
 class _Countdown:
-    """Calls ``done`` once: with the first error, or with None after ``n`` successes."""
+    """Calls ``done`` once: with the first error, or with None after ``n`` successes.
 
-    __slots__ = ("done", "finished", "lock", "remaining", "what")
+    Successes are counted with ``next`` on an ``itertools.count`` (atomic in CPython), so
+    only the last one takes the lock.
+    """
+
+    __slots__ = ("counter", "done", "finished", "lock", "n", "what")
 
     def __init__(self, n: int, done: Done, what: str) -> None:
-        self.remaining = n
+        self.n = n
+        self.counter = itertools.count(1)
         self.done = done
         self.finished = False
         self.lock = threading.Lock()
         self.what = what
 
     def ok(self, *_: Any) -> None:
+        if next(self.counter) != self.n:
+            return
         with self.lock:
-            self.remaining -= 1
-            if self.remaining or self.finished:
+            if self.finished:
                 return
             self.finished = True
         self.done(None)
@@ -955,8 +973,12 @@ class KafkaPythonSink(KafkaSinkBase):
             except (KafkaError, AssertionError, ValueError, TypeError) as exc:
                 countdown.fail(exc)
                 return
-            future.add_callback(ok)
-            future.add_errback(fail)
+            register = getattr(future, "_add_cb_eb", None)  # one lock instead of two
+            if register is not None:
+                register(ok, fail)
+            else:
+                future.add_callback(ok)
+                future.add_errback(fail)
 
     def flush(self) -> None:
         """Wait until every sent message is acknowledged (or failed)."""
