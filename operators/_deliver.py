@@ -39,9 +39,17 @@ class _Completion:
         self.lock = threading.Lock()
 
     def sink_done(self) -> bool:
+        """Count one sink as done; ``True`` for the last one of a batch that did not fail."""
         with self.lock:
             self.remaining -= 1
             return self.remaining == 0 and not self.failed
+
+    def mark_failed(self) -> bool:
+        """Mark the batch failed; ``True`` only the first time (its slot is released once)."""
+        with self.lock:
+            first = not self.failed
+            self.failed = True
+            return first
 
 
 def _labelled(reject: Reject, label: str) -> Reject:
@@ -140,10 +148,7 @@ def deliver(
                             for event, reason in pairs:
                                 label_reject(event, reason, "sink")
                         else:
-                            with completion.lock:
-                                first = not completion.failed
-                                completion.failed = True
-                            if first:
+                            if completion.mark_failed():
                                 slots.release()
                             fail(error)
                             return
@@ -173,10 +178,7 @@ def deliver(
                         else:
                             done(None)
                     except Exception as exc:
-                        with completion.lock:
-                            first = not completion.failed
-                            completion.failed = True
-                        if first:
+                        if completion.mark_failed():
                             slots.release()
                         fail(exc)
                         return
