@@ -60,6 +60,25 @@ def create_topic(
         admin.create_topics([NewTopic(name, partitions, 1, topic_configs=config or {})])
     finally:
         admin.close()
+    wait_for_partitions(bootstrap, name, partitions)
+
+
+def wait_for_partitions(bootstrap: str, name: str, partitions: int) -> None:
+    """Wait until the broker's metadata lists every partition of a new topic.
+
+    Consumers that join a group before then assign from incomplete metadata and rejoin,
+    which makes group tests depend on timing rather than on the code under test.
+    """
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        deadline = time.monotonic() + 30
+        while len(consumer.partitions_for_topic(name) or ()) < partitions:
+            assert time.monotonic() < deadline, f"topic {name} has no metadata after 30s"
+            threading.Event().wait(0.05)  # poll the condition; partitions_for_topic refetches
+    finally:
+        consumer.close()
 
 
 def produce(
