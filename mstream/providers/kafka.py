@@ -709,9 +709,28 @@ class KafkaPythonSource(KafkaSourceBase):
         config.setdefault("auto_offset_reset", "earliest")
         try:
             self._consumer = KafkaConsumer(**config)
+            self._await_topic_metadata()
             self._consumer.subscribe(self.topics, listener=Listener())
         except KafkaError as exc:
             raise DeliveryError(f"kafka source {self.topics}: cannot connect: {exc}") from None
+
+    def _await_topic_metadata(self, timeout: float = 10.0) -> None:
+        """Load the subscribed topics' partitions into the client's metadata before joining.
+
+        A member that joins the group before its metadata lists the topic's partitions is
+        assigned nothing and rejoins when the metadata arrives; under load kafka-python 3
+        has been seen to stop heartbeating after that rejoin, leaving the member out of the
+        group. Joining with complete metadata avoids that path. A topic that does not exist
+        yet is waited for at most ``timeout`` seconds, then the source subscribes anyway.
+        """
+        deadline = time.monotonic() + timeout
+        for topic in self.topics:
+            while not self._consumer.partitions_for_topic(topic):
+                if time.monotonic() > deadline or self.stopping.wait(0.1):
+                    self.logger.warning(
+                        "kafka topic %s: no partitions known yet; subscribing anyway", topic
+                    )
+                    return
 
     def _commit_offsets(self, offsets: Mapping[TP, int]) -> None:
         from kafka import OffsetAndMetadata, TopicPartition
