@@ -702,3 +702,50 @@ def test_unreachable_broker_fails_with_reason(
         c.stop(drain=False)
     assert finished and c.state == "failed"
     assert c.reason and "kafka sink" in c.reason
+
+
+def test_member_without_heartbeats_is_restarted(
+    kafka_bootstrap: str, topic: str, unique_name: str, tmp_path: Path
+) -> None:
+    """A kafka-python member whose heartbeats stopped is replaced by a fresh consumer."""
+    create_topic(kafka_bootstrap, topic, 2)
+    services = [
+        kafka_service(
+            kafka_bootstrap, "kafka-python", **{"group.id": unique_name, "session.timeout.ms": 6000}
+        ),
+        {"name": "files", "provider": "file", "base_dir": str(tmp_path)},
+    ]
+    member = connector(
+        services,
+        {
+            "name": "watched",
+            "source": {"service_name": "kafka", "resource": topic, "output_encoding": "json"},
+            "sinks": [
+                {"service_name": "files", "resource": "out.jsonl", "output_encoding": "json"}
+            ],
+        },
+    )
+    member.start()
+    try:
+        wait_for(lambda: len(getattr(member._source, "assignment", list)()) == 2, 30, "assignment")
+        first = member._source
+        heartbeat = first._consumer._coordinator.heartbeat  # type: ignore[union-attr]
+
+        class Silent:
+            """The heartbeat state as the stalled client shows it: nothing sent for 60 s."""
+
+            last_send = last_reset = time.monotonic() - 60
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(heartbeat, name)
+
+        first._consumer._coordinator.heartbeat = Silent()  # type: ignore[union-attr]
+        wait_for(lambda: member.restarts == 1 and member._source is not first, 30, "a restart")
+        assert "no group heartbeat" in (member.counters.last_error or "")
+        produce(kafka_bootstrap, topic, range(100), partitions=2)
+        wait_for(
+            lambda: len(file_numbers(tmp_path / "out.jsonl")) >= 100, 60, "delivery after restart"
+        )
+    finally:
+        assert member.stop(drain=True)
+    assert sorted(file_numbers(tmp_path / "out.jsonl")) == list(range(100))

@@ -679,6 +679,8 @@ class KafkaPythonSource(KafkaSourceBase):
         self._consumer: Any = None
         self._thread: threading.Thread | None = None
         self._deferred: list[TP] = []  # partitions paused until their seek-back lookup
+        self._stalled = False
+        self._next_liveness_check = 0.0
 
     def open(self) -> None:
         """Create the consumer (auto commit off) and subscribe with a rebalance listener.
@@ -820,17 +822,44 @@ class KafkaPythonSource(KafkaSourceBase):
                             )
                     emit(events)
                 self._commit_acknowledged()
+                self._check_liveness()
         except KafkaError as exc:
             raise DeliveryError(f"kafka source {','.join(self.topics)}: {exc}") from None
+
+    def _check_liveness(self) -> None:
+        """Fail the source when the group member has stopped heartbeating.
+
+        kafka-python 3.0.12 has been seen to stop sending heartbeats after a rejoin; the
+        broker then drops the member and its partitions go to others (or to nobody), while
+        this consumer waits forever. A member whose last heartbeat is older than the
+        session timeout is out of the group either way: raising a DeliveryError makes the
+        connector restart the source with a fresh consumer, from the committed offsets.
+        """
+        now = time.monotonic()
+        if now < self._next_liveness_check:
+            return
+        self._next_liveness_check = now + 1.0
+        heartbeat = getattr(getattr(self._consumer, "_coordinator", None), "heartbeat", None)
+        if heartbeat is None or not self._consumer.assignment():
+            return
+        last = max(getattr(heartbeat, "last_send", now), getattr(heartbeat, "last_reset", now))
+        limit = self.options.get("session.timeout.ms", 45_000) / 1000.0 + 5.0
+        if now - last > limit:
+            self._stalled = True
+            raise DeliveryError(
+                f"kafka source {','.join(self.topics)}: no group heartbeat for {now - last:.0f}s "
+                "(the broker has dropped this member); restarting the consumer"
+            )
 
     def close(self) -> None:
         """Commit what is acknowledged, then leave the group."""
         if self._consumer is None:
             return
         try:
-            self.commit()
+            if not self._stalled:  # a dropped member cannot commit: its offsets are redelivered
+                self.commit()
         finally:
-            self._consumer.close(autocommit=False)
+            self._consumer.close(autocommit=False, timeout_ms=5000)
             self._consumer = None
 
 
