@@ -928,6 +928,8 @@ OutMessage = tuple[bytes, bytes | None, list[tuple[str, bytes]] | None]
 class KafkaSinkBase(Sink):
     """The client-independent half of a Kafka sink: which messages a batch becomes."""
 
+    _producer: Any = None
+
     def __init__(self, service: ServiceConfig, step: StepConfig, ctx: StepContext) -> None:
         if not service.options.get("bootstrap.servers"):
             raise ConfigError(f'kafka service {service.name!r} needs "bootstrap.servers"')
@@ -974,6 +976,25 @@ class KafkaSinkBase(Sink):
 
     def write(self, batch: Batch, done: Done) -> None:  # pragma: no cover - abstract
         """Produce the batch's messages; ``done`` once all are acknowledged by the broker."""
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        """Wait until every sent message is acknowledged (or failed)."""
+        if self._producer is not None:
+            self._producer.flush()
+
+    def close(self) -> None:
+        """Flush, then release the client (see :meth:`_release`)."""
+        if self._producer is None:
+            return
+        try:
+            self._producer.flush()
+        finally:
+            self._release()
+            self._producer = None
+
+    def _release(self) -> None:  # pragma: no cover - abstract
+        """Free the client's resources after the final flush."""
         raise NotImplementedError
 
 
@@ -1028,20 +1049,9 @@ class KafkaPythonSink(KafkaSinkBase):
                 future.add_callback(ok)
                 future.add_errback(fail)
 
-    def flush(self) -> None:
-        """Wait until every sent message is acknowledged (or failed)."""
-        if self._producer is not None:
-            self._producer.flush()
-
-    def close(self) -> None:
-        """Flush, then close the producer."""
-        if self._producer is None:
-            return
-        try:
-            self._producer.flush()
-        finally:
-            self._producer.close()
-            self._producer = None
+    def _release(self) -> None:
+        """Close the producer."""
+        self._producer.close()
 
 
 # -- provider --------------------------------------------------------------------------

@@ -260,19 +260,8 @@ class ConfluentSink(KafkaSinkBase):
                         countdown.fail(DeliveryError(f"{self.what}: {exc}"))
                     return
 
-    def flush(self) -> None:
-        """Wait until every produced message is delivered (or failed)."""
-        if self._producer is not None:
-            self._producer.flush()
-
-    def close(self) -> None:
-        """Flush, stop the callback thread and drop the producer."""
-        if self._producer is None:
-            return
-        try:
-            self._producer.flush()
-        finally:
-            self._closing.set()
-            if self._poller is not None:
-                self._poller.join()
-            self._producer = None
+    def _release(self) -> None:
+        """Stop the delivery-callback thread."""
+        self._closing.set()
+        if self._poller is not None:
+            self._poller.join()
