@@ -65,6 +65,7 @@ from mstream.config.model import ServiceConfig, StepConfig
 from mstream.core import Batch, Event, PositionTracker
 from mstream.encodings import AvroSchema, encode_batch
 from mstream.errors import ConfigError, DeliveryError, RejectedError
+from mstream.providers import kafka_python_join
 from mstream.providers.base import Done, Emit, ProviderSpec, Sink, Source, StepContext
 
 log = logging.getLogger("mstream.kafka")
@@ -711,6 +712,7 @@ class KafkaPythonSource(KafkaSourceBase):
         config.setdefault("auto_offset_reset", "earliest")
         try:
             self._consumer = KafkaConsumer(**config)
+            kafka_python_join.install(self._consumer)
             self._await_topic_metadata()
             self._consumer.subscribe(self.topics, listener=Listener())
         except KafkaError as exc:
@@ -720,10 +722,9 @@ class KafkaPythonSource(KafkaSourceBase):
         """Load the subscribed topics' partitions into the client's metadata before joining.
 
         A member that joins the group before its metadata lists the topic's partitions is
-        assigned nothing and rejoins when the metadata arrives; under load kafka-python 3
-        has been seen to stop heartbeating after that rejoin, leaving the member out of the
-        group. Joining with complete metadata avoids that path. A topic that does not exist
-        yet is waited for at most ``timeout`` seconds, then the source subscribes anyway.
+        assigned nothing and, as leader, rejoins when the metadata arrives: one needless
+        rebalance per start. A topic that does not exist yet is waited for at most
+        ``timeout`` seconds, then the source subscribes anyway.
         """
         deadline = time.monotonic() + timeout
         for topic in self.topics:
@@ -829,11 +830,13 @@ class KafkaPythonSource(KafkaSourceBase):
     def _check_liveness(self) -> None:
         """Fail the source when the group member has stopped heartbeating.
 
-        kafka-python 3.0.12 has been seen to stop sending heartbeats after a rejoin; the
-        broker then drops the member and its partitions go to others (or to nobody), while
-        this consumer waits forever. A member whose last heartbeat is older than the
-        session timeout is out of the group either way: raising a DeliveryError makes the
-        connector restart the source with a fresh consumer, from the committed offsets.
+        A member whose last heartbeat is older than the session timeout, and which is not
+        waiting for a JoinGroup answer (heartbeats pause then, legitimately), has been
+        dropped by the broker while this consumer still believes it is in the group. The
+        corrected join loop (:mod:`mstream.providers.kafka_python_join`) removes the one
+        way kafka-python 3.0 was seen to get there; this check is the safety net for any
+        other: a DeliveryError makes the connector restart the source with a fresh
+        consumer, from the committed offsets.
         """
         now = time.monotonic()
         if now < self._next_liveness_check:
@@ -842,6 +845,9 @@ class KafkaPythonSource(KafkaSourceBase):
         heartbeat = getattr(getattr(self._consumer, "_coordinator", None), "heartbeat", None)
         if heartbeat is None or not self._consumer.assignment():
             return
+        join_task = getattr(self._consumer._coordinator, "_join_task", None)
+        if join_task is not None and not join_task.is_done:
+            return  # waiting for the group to rebalance: heartbeats are paused
         last = max(getattr(heartbeat, "last_send", now), getattr(heartbeat, "last_reset", now))
         limit = self.options.get("session.timeout.ms", 45_000) / 1000.0 + 5.0
         if now - last > limit:
