@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -211,3 +212,51 @@ def test_mongodb_types_survive_file_round_trip(tmp_path: Path, encoding: str) ->
     assert out["_id"] == {"$oid": "650000000000000000000001"}
     assert out["price"] == {"$numberDecimal": "1.50"}
     assert "$date" in out["at"]
+
+
+def _missing_source_connector(tmp_path: Path, **options: Any) -> Connector:
+    cfg = config(
+        tmp_path,
+        source={"service_name": "files", "resource": "later.jsonl", "output_encoding": "json"},
+        sinks=[{"service_name": "files", "resource": "out.jsonl", "output_encoding": "json"}],
+    )
+    return Connector(
+        cfg.connectors[0], {s.name: s for s in cfg.services}, restart_backoff=0.0, **options
+    )
+
+
+def test_failures_in_a_row_beyond_max_restarts_fail_the_job(tmp_path: Path) -> None:
+    connector = _missing_source_connector(tmp_path, max_restarts=2, healthy_after=60.0)
+    connector.start()
+    assert connector.wait(30)
+    assert connector.state == "failed" and connector.restarts == 2
+    assert "cannot open 'later.jsonl'" in (connector.reason or "")
+
+
+def test_a_run_that_had_recovered_starts_the_restart_count_afresh(tmp_path: Path) -> None:
+    # healthy_after=0: every run counts as having recovered before it failed, so failures
+    # never add up to max_restarts; the source file appears after several restarts.
+    connector = _missing_source_connector(tmp_path, max_restarts=2, healthy_after=0.0)
+    pause = threading.Event()
+    connector.start()
+    try:
+        for _ in range(2000):
+            if connector.restarts >= 5 or connector.state != "running":
+                break
+            pause.wait(0.005)
+        assert connector.state == "running" and connector.restarts >= 5
+        (tmp_path / "later.jsonl").write_text('{"n": 1}\n')
+        assert connector.wait(30)
+    finally:
+        connector.stop()
+    assert connector.state == "completed" and connector.counters.events_out == 1
+
+
+def test_start_again_after_failure_resets_the_restart_count(tmp_path: Path) -> None:
+    connector = _missing_source_connector(tmp_path, max_restarts=1, healthy_after=60.0)
+    connector.start()
+    assert connector.wait(30) and connector.state == "failed" and connector.restarts == 1
+    (tmp_path / "later.jsonl").write_text('{"n": 1}\n')
+    connector.start()
+    assert connector.wait(30)
+    assert connector.state == "completed" and connector.restarts == 0

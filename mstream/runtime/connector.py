@@ -115,8 +115,13 @@ class Connector:
         checkpoints: where positions are saved (memory when omitted).
         scheduler: the scheduler of batch flush timers (virtual time in tests).
         max_in_flight: batches that may wait for asynchronous sinks.
-        max_restarts: how often a transport failure restarts the pipeline (with
-            exponential backoff) before the job is marked failed.
+        max_restarts: how many transport failures in a row restart the pipeline (with
+            exponential backoff) before the job is marked failed. A run that stayed up
+            for ``healthy_after`` seconds before failing starts the count (and the
+            backoff) afresh, so a long-lived job survives occasional outages.
+        healthy_after: seconds of uptime after which a run counts as recovered.
+        restart_backoff: the first restart's delay in seconds; it doubles per failure in a
+            row, up to 30 s.
         on_change: called (from the connector thread) after every state change.
     """
 
@@ -129,6 +134,8 @@ class Connector:
         scheduler: abc.SchedulerBase | None = None,
         max_in_flight: int = 32,
         max_restarts: int = 5,
+        healthy_after: float = 60.0,
+        restart_backoff: float = 1.0,
         on_change: Callable[[Connector], None] | None = None,
     ) -> None:
         self.config = config
@@ -138,13 +145,16 @@ class Connector:
         self.scheduler = scheduler
         self.max_in_flight = max_in_flight
         self.max_restarts = max_restarts
+        self.healthy_after = healthy_after
+        self.restart_backoff = restart_backoff
         self.on_change = on_change
         self.counters = ConnectorCounters()
         self.state = CREATED
         self.reason: str | None = None
         self.started_at: float | None = None
         self.stopped_at: float | None = None
-        self.restarts = 0
+        self.restarts = 0  # every restart since start()
+        self._failures_in_a_row = 0
         self.logger = logging.getLogger(f"mstream.connector.{config.name}")
         self._stopping = threading.Event()
         self._drain = True
@@ -165,6 +175,7 @@ class Connector:
         self._finished.clear()
         self._drain = True
         self.reason = None
+        self.restarts = self._failures_in_a_row = 0
         self.started_at = time.time()
         self.stopped_at = None
         self._set_state(RUNNING)
@@ -227,9 +238,10 @@ class Connector:
                 self.logger.exception("state change callback failed")
 
     def _run(self) -> None:
-        backoff = 1.0
+        backoff = self.restart_backoff
         try:
             while True:
+                began = time.monotonic()
                 try:
                     self._run_once()
                 except ConfigError as exc:
@@ -240,19 +252,22 @@ class Connector:
                     if self._stopping.is_set():
                         self._set_state(STOPPED, None)
                         return
-                    if self.restarts >= self.max_restarts or not isinstance(
+                    if time.monotonic() - began >= self.healthy_after:
+                        self._failures_in_a_row, backoff = 0, self.restart_backoff  # recovered
+                    if self._failures_in_a_row >= self.max_restarts or not isinstance(
                         exc, DeliveryError | OSError
                     ):
                         self._fail(reason)
                         return
+                    self._failures_in_a_row += 1
                     self.restarts += 1
                     self.counters.last_error = reason
                     self.logger.warning(
-                        "connector %s: %s; restarting from the last checkpoint in %.0fs (%d/%d)",
+                        "connector %s: %s; restarting from the last checkpoint in %.1fs (%d/%d)",
                         self.name,
                         reason,
                         backoff,
-                        self.restarts,
+                        self._failures_in_a_row,
                         self.max_restarts,
                     )
                     if self._stopping.wait(backoff):
