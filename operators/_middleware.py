@@ -53,8 +53,12 @@ def middleware(
             rejected += 1
             reject(event, reason, stage)
 
+        filtered_before = step.filtered
         out = step.process(batch.with_events(events), counting_reject)
-        dropped = len(events) - rejected - len(out)
+        if step.reports_filtered:  # it knows each event's outcome, fan-out included
+            dropped = step.filtered - filtered_before
+        else:  # only the batch's shortfall is known
+            dropped = len(events) - rejected - len(out)
         if counters is not None and dropped > 0:
             counters.record_filtered(dropped)
         return batch.with_events(out)

@@ -190,6 +190,9 @@ def test_fan_out_one_event_per_order_line(tmp_path: Path, batched: bool) -> None
     ]
     assert len(expected) == 18 and out == expected  # in order, within and across batches
     assert connector.counters.events_in == 12 and connector.counters.dead_lettered == 0
+    # orders 0, 4 and 8 have no lines: counted as filtered even where other orders of the
+    # same batch fan out into several events
+    assert connector.counters.filtered == 3
 
 
 SCRIPT_WITH_ERROR = """\

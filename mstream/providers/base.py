@@ -131,7 +131,17 @@ class SyncSink(Sink):
 
 
 class Middleware(ABC):
-    """A transformation step between the source and the sinks."""
+    """A transformation step between the source and the sinks.
+
+    Attributes:
+        filtered: events this step dropped on purpose so far, for steps that see each
+            event's outcome (a script returning nothing) and set ``reports_filtered``.
+            For other steps (an HTTP service answering a shorter array) the pipeline
+            counts the shortfall of each batch instead.
+    """
+
+    reports_filtered: bool = False
+    filtered: int = 0
 
     def open(self) -> None:  # noqa: B027 - optional hook
         """Connect / compile; called once before the first batch."""

@@ -161,6 +161,8 @@ class TransformMiddleware(Middleware):
             returned as JSON for the pipeline's conversion to encode with the schema).
     """
 
+    reports_filtered = True
+
     def __init__(self, output_encoding: str = "json") -> None:
         self.output_encoding = output_encoding
         self._encoding = "json" if output_encoding == "avro" else output_encoding
@@ -205,6 +207,8 @@ class TransformMiddleware(Middleware):
             except EventError as exc:
                 reject(event, f"{self.name}: result cannot be encoded: {exc}", "middleware")
                 continue
+            if not encoded:
+                self.filtered += 1
             for item in encoded:
                 append(item)
         return out
