@@ -19,6 +19,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class MstreamError(Exception):
     """Base class of every error mstream raises on purpose."""
@@ -94,6 +96,27 @@ class RejectedError(EventError):
     """A sink refused the event for good (e.g. HTTP 400); it is not retried."""
 
     stage = "sink"
+
+
+class EventsRejectedError(RejectedError):
+    """Some events of a sink batch were refused for good, each with its own reason.
+
+    The deliver operator dead-letters exactly :attr:`rejected` (not the whole batch); the
+    other events of the batch were delivered.
+
+    Attributes:
+        rejected: ``(event, reason)`` pairs.
+
+    Example:
+        >>> str(EventsRejectedError([("e1", "HTTP 400: bad"), ("e2", "HTTP 400: worse")]))
+        'HTTP 400: bad (and 1 more)'
+    """
+
+    def __init__(self, rejected: list[tuple[Any, str]]) -> None:
+        self.rejected = rejected
+        first = rejected[0][1] if rejected else "rejected"
+        more = f" (and {len(rejected) - 1} more)" if len(rejected) > 1 else ""
+        super().__init__(first + more)
 
 
 class DeliveryError(MstreamError):

@@ -20,7 +20,7 @@ from mstream.config import parse_config
 from mstream.config.model import StepConfig
 from mstream.core import Batch, Event
 from mstream.encodings import AvroSchema, decode
-from mstream.errors import DeliveryError
+from mstream.errors import EventsRejectedError
 from mstream.providers.base import StepContext
 from mstream.runtime.connector import Connector
 from mstream.stores import CheckpointStore, MemoryCheckpointStore
@@ -662,16 +662,55 @@ def test_sink_reports_broker_rejection(kafka_bootstrap: str, unique_name: str, c
         assert finished.wait(30)
         assert results == [None]
         finished.clear()
-        big = Batch.of(
-            [Event(b'{"n": 2}', "json"), Event(b'{"pad": "' + b"x" * 5000 + b'"}', "json")],
-            batched=False,
-        )
-        sink.write(big, done)
+        too_big = Event(b'{"pad": "' + b"x" * 5000 + b'"}', "json")
+        mixed = Batch.of([Event(b'{"n": 2}', "json"), too_big], batched=False)
+        sink.write(mixed, done)
         assert finished.wait(60)
     finally:
         sink.close()
-    assert len(results) == 2 and isinstance(results[1], DeliveryError)
-    assert "too large" in str(results[1]).lower() or "size" in str(results[1]).lower()
+    # the broker refused a message for good: its event is rejected (to be dead-lettered),
+    # not retried, and every other event is either delivered or rejected with it
+    assert len(results) == 2 and isinstance(results[1], EventsRejectedError)
+    rejected = [event for event, _ in results[1].rejected]
+    assert too_big in rejected
+    reason = results[1].rejected[0][1].lower()
+    assert "too large" in reason or "size" in reason
+    delivered = {r.value for r in read_topic(kafka_bootstrap, out, 1)}
+    assert delivered | {e.payload for e in rejected} == {b'{"n": 1}', b'{"n": 2}', too_big.payload}
+    if client == "kafka-python":  # splits the refused request; librdkafka refuses the set
+        assert rejected == [too_big] and b'{"n": 2}' in delivered
+
+
+def test_sink_rejects_an_oversized_event_alone(
+    kafka_bootstrap: str, unique_name: str, client: str, tmp_path: Path
+) -> None:
+    """An event over the client's request size limit is dead-lettered; its chunk goes on."""
+    out = f"out-{unique_name}"
+    create_topic(kafka_bootstrap, out, 1)
+    huge = "x" * 1_200_000  # over the default 1 MB request limit of both clients
+    (tmp_path / "in.jsonl").write_text(
+        "\n".join(json.dumps(d) for d in [{"n": 1}, {"n": 2, "pad": huge}, {"n": 3}]) + "\n"
+    )
+    services = [
+        kafka_service(kafka_bootstrap, client),
+        {"name": "files", "provider": "file", "base_dir": str(tmp_path)},
+    ]
+    c = connector(
+        services,
+        {
+            "name": "big",
+            "source": {"service_name": "files", "resource": "in.jsonl", "output_encoding": "json"},
+            "sinks": [{"service_name": "kafka", "resource": out, "output_encoding": "json"}],
+            "dead_letter": {"service_name": "files", "resource": "dead.jsonl"},
+        },
+    )
+    c.start()
+    assert c.wait(60) and c.state == "completed", c.reason
+    delivered = [json.loads(r.value)["n"] for r in read_topic(kafka_bootstrap, out, 2)]
+    assert sorted(delivered) == [1, 3]
+    dead = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
+    assert len(dead) == 1 and "too large" in dead[0]["reason"].lower()
+    assert c.counters.dead_lettered == 1
 
 
 def test_unreachable_broker_fails_with_reason(

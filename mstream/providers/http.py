@@ -75,7 +75,7 @@ from urllib3.connection import HTTPConnection
 from mstream.config.model import ServiceConfig, StepConfig
 from mstream.core import Batch, Event
 from mstream.encodings import AvroSchema, decode, decode_batch, encode, encode_batch
-from mstream.errors import DeliveryError, EventError, RejectedError
+from mstream.errors import DeliveryError, EventError, EventsRejectedError, RejectedError
 from mstream.providers.base import Middleware, ProviderSpec, Reject, StepContext, SyncSink
 
 log = logging.getLogger("mstream.providers.http")
@@ -416,23 +416,6 @@ def _body_of(events: list[Event], encoding: str, batched: bool) -> bytes:
 
 
 # -- sink ----------------------------------------------------------------------------------
-
-
-class EventsRejectedError(RejectedError):
-    """Some events of a sink batch were refused for good, each with its own reason.
-
-    The deliver operator dead-letters exactly :attr:`rejected` (not the whole batch); the
-    other events of the batch were delivered.
-
-    Attributes:
-        rejected: ``(event, reason)`` pairs.
-    """
-
-    def __init__(self, rejected: list[tuple[Event, str]]) -> None:
-        self.rejected = rejected
-        first = rejected[0][1] if rejected else "rejected"
-        more = f" (and {len(rejected) - 1} more)" if len(rejected) > 1 else ""
-        super().__init__(first + more)
 
 
 class HttpSink(SyncSink):

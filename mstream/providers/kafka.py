@@ -64,7 +64,7 @@ from marshmallow import (
 from mstream.config.model import ServiceConfig, StepConfig
 from mstream.core import Batch, Event, PositionTracker
 from mstream.encodings import AvroSchema, encode_batch
-from mstream.errors import ConfigError, DeliveryError, RejectedError
+from mstream.errors import ConfigError, DeliveryError, EventsRejectedError, RejectedError
 from mstream.providers import kafka_python_join
 from mstream.providers.base import Done, Emit, ProviderSpec, Sink, Source, StepContext
 
@@ -873,13 +873,16 @@ class KafkaPythonSource(KafkaSourceBase):
 
 
 class _Countdown:
-    """Calls ``done`` once: with the first error, or with None after ``n`` successes.
+    """Calls ``done`` once: with the first error, or after ``n`` messages are settled.
 
-    Successes are counted with ``next`` on an ``itertools.count`` (atomic in CPython), so
-    only the last one takes the lock.
+    A message is settled when the broker acknowledged it (:meth:`ok`) or when it was
+    refused for good on its own (:meth:`reject`: too large); ``done`` then gets None, or an
+    :class:`~mstream.errors.EventsRejectedError` naming exactly the refused events so the
+    others count as delivered. Successes are counted with ``next`` on an
+    ``itertools.count`` (atomic in CPython), so only the last one takes the lock.
     """
 
-    __slots__ = ("counter", "done", "finished", "lock", "n", "what")
+    __slots__ = ("counter", "done", "finished", "lock", "n", "rejected", "what")
 
     def __init__(self, n: int, done: Done, what: str) -> None:
         self.n = n
@@ -888,6 +891,7 @@ class _Countdown:
         self.finished = False
         self.lock = threading.Lock()
         self.what = what
+        self.rejected: list[tuple[Event, str]] = []
 
     def ok(self, *_: Any) -> None:
         if next(self.counter) != self.n:
@@ -896,7 +900,12 @@ class _Countdown:
             if self.finished:
                 return
             self.finished = True
-        self.done(None)
+        self.done(EventsRejectedError(self.rejected) if self.rejected else None)
+
+    def reject(self, event: Event, reason: str) -> None:
+        with self.lock:
+            self.rejected.append((event, reason))
+        self.ok()
 
     def fail(self, error: BaseException) -> None:
         with self.lock:
@@ -904,8 +913,22 @@ class _Countdown:
                 return
             self.finished = True
         if not isinstance(error, DeliveryError | RejectedError):
-            error = DeliveryError(f"{self.what}: {type(error).__name__}: {error}")
+            if type(error).__name__ in _TOO_LARGE:  # refused by the broker: never retried
+                error = RejectedError(f"{self.what}: message too large for the broker: {error}")
+            else:
+                error = DeliveryError(f"{self.what}: {type(error).__name__}: {error}")
         self.done(error)
+
+    def fail_event(self, event: Event, error: BaseException) -> None:
+        """The message of ``event`` failed: too large refuses it alone, else all fail."""
+        if type(error).__name__ in _TOO_LARGE:
+            self.reject(event, f"{self.what}: message too large for the broker: {error}")
+        else:
+            self.fail(error)
+
+
+_TOO_LARGE = frozenset({"MessageSizeTooLargeError", "RecordTooLargeError"})
+"""kafka-python errors meaning a message can never be accepted as it is."""
 
 
 def _key_bytes(key: Any) -> bytes | None:
@@ -980,6 +1003,10 @@ class KafkaSinkBase(Sink):
             )
         return out
 
+    def one_per_event(self, batch: Batch) -> bool:
+        """Whether :meth:`messages` gives one message per event of ``batch`` (same order)."""
+        return not (batch.batched and self.batch_mode == "array")
+
     def write(self, batch: Batch, done: Done) -> None:  # pragma: no cover - abstract
         """Produce the batch's messages; ``done`` once all are acknowledged by the broker."""
         raise NotImplementedError
@@ -1039,21 +1066,29 @@ class KafkaPythonSink(KafkaSinkBase):
         countdown = _Countdown(len(messages), done, self.what)
         send, topic = producer.send, self.topic
         ok, fail = countdown.ok, countdown.fail
-        for value, key, headers in messages:
+        per_event = self.one_per_event(batch)
+        events = batch.events
+        for i, (value, key, headers) in enumerate(messages):
             try:
                 future = send(topic, value=value, key=key, headers=headers)
             except MessageSizeTooLargeError as exc:
-                countdown.fail(RejectedError(f"{self.what}: message too large: {exc}"))
+                reason = f"{self.what}: message too large: {exc}"
+                if per_event:  # only this event is dead-lettered; the others go on
+                    countdown.reject(events[i], reason)
+                    continue
+                countdown.fail(RejectedError(reason))
                 return
             except (KafkaError, AssertionError, ValueError, TypeError) as exc:
                 countdown.fail(exc)
                 return
+            # one message per event: a broker refusal names the event, not the whole chunk
+            on_error = functools.partial(countdown.fail_event, events[i]) if per_event else fail
             register = getattr(future, "_add_cb_eb", None)  # one lock instead of two
             if register is not None:
-                register(ok, fail)
+                register(ok, on_error)
             else:
                 future.add_callback(ok)
-                future.add_errback(fail)
+                future.add_errback(on_error)
 
     def _release(self) -> None:
         """Close the producer."""

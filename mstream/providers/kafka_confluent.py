@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Mapping
@@ -233,18 +234,26 @@ class ConfluentSink(KafkaSinkBase):
             return
         countdown = _Countdown(len(messages), done, self.what)
 
-        def delivered(error: Any, _msg: Any) -> None:
+        per_event = self.one_per_event(batch)
+        events = batch.events
+
+        def delivered(event: Event | None, error: Any, _msg: Any) -> None:
             if error is None:
                 countdown.ok()
-            else:
+            elif error.code() != ck.KafkaError.MSG_SIZE_TOO_LARGE:
                 countdown.fail(DeliveryError(f"{self.what}: {error.str()}"))
+            elif event is not None:  # over the broker's limit: this event alone, for good
+                countdown.reject(event, f"{self.what}: {error.str()}")
+            else:
+                countdown.fail(RejectedError(f"{self.what}: {error.str()}"))
 
         produce, topic = producer.produce, self.topic
-        for value, key, headers in messages:
+        for i, (value, key, headers) in enumerate(messages):
+            report = functools.partial(delivered, events[i] if per_event else None)
             deadline = None
             while True:
                 try:
-                    produce(topic, value=value, key=key, headers=headers, on_delivery=delivered)
+                    produce(topic, value=value, key=key, headers=headers, on_delivery=report)
                     break
                 except BufferError:  # queue full: let deliveries drain, then retry
                     deadline = deadline or time.monotonic() + self.max_block
@@ -254,11 +263,15 @@ class ConfluentSink(KafkaSinkBase):
                     producer.poll(0.01)  # serve delivery reports so the queue drains
                 except ck.KafkaException as exc:
                     error = exc.args[0] if exc.args else exc
-                    if getattr(error, "code", lambda: None)() == ck.KafkaError.MSG_SIZE_TOO_LARGE:
-                        countdown.fail(RejectedError(f"{self.what}: message too large"))
-                    else:
+                    if getattr(error, "code", lambda: None)() != ck.KafkaError.MSG_SIZE_TOO_LARGE:
                         countdown.fail(DeliveryError(f"{self.what}: {exc}"))
-                    return
+                        return
+                    reason = f"{self.what}: message too large ({len(value)} bytes)"
+                    if not per_event:
+                        countdown.fail(RejectedError(reason))
+                        return
+                    countdown.reject(events[i], reason)  # the others go on
+                    break
 
     def _release(self) -> None:
         """Stop the delivery-callback thread."""
