@@ -100,9 +100,20 @@ class ServiceOptions:
 
 
 def open_stores(config: Config, data_dir: str | None = None) -> Stores:
-    """The stores a service uses: embedded SQLite under the data directory."""
+    """The stores a service uses, as ``[system]`` says.
+
+    Each of checkpoints, jobs and services lives in the MongoDB collection its
+    ``[system.checkpoints]`` / ``[system.job_lifecycle]`` / ``[system.service_lifecycle]``
+    ref names, and otherwise in the embedded SQLite file under the data directory
+    (``data_dir``, ``MSTREAM_DATA_DIR`` or ``[system].data_dir``).
+
+    Raises:
+        ConfigError: a ref's service lacks ``connection_string`` or ``db_name``.
+        StoreError: a store cannot be opened; for an unreachable MongoDB server the message
+            names the store (``system.checkpoints``...) and the host, password masked.
+    """
     directory = data_dir or os.environ.get("MSTREAM_DATA_DIR") or config.system.data_dir
-    return Stores.embedded(directory)
+    return Stores.from_config(config, directory)
 
 
 def open_registry(

@@ -1,5 +1,9 @@
 """State stores: checkpoints, jobs and services (memory, embedded SQLite, MongoDB).
 
+:meth:`Stores.from_config` picks each store from ``[system]``: a MongoDB collection when
+``[system.checkpoints]`` / ``[system.job_lifecycle]`` / ``[system.service_lifecycle]``
+names one, the embedded SQLite file under the data directory otherwise (mixing is fine).
+
 Example:
     >>> stores = Stores.in_memory()
     >>> stores.checkpoints.save("j", 1); stores.checkpoints.latest("j").position
@@ -8,9 +12,12 @@ Example:
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from mstream.errors import ConfigError, StoreError
 from mstream.stores.base import Checkpoint, CheckpointStore, JobStore, ServiceStore
 from mstream.stores.memory import MemoryCheckpointStore, MemoryJobStore, MemoryServiceStore
 from mstream.stores.sqlite import (
@@ -19,6 +26,12 @@ from mstream.stores.sqlite import (
     SqliteJobStore,
     SqliteServiceStore,
 )
+
+if TYPE_CHECKING:
+    from mstream.config.model import Config, StoreRef
+    from mstream.stores.mongodb import MongoConnection
+
+log = logging.getLogger("mstream.stores")
 
 
 @dataclass
@@ -40,8 +53,111 @@ class Stores:
         db = SqliteDatabase(Path(data_dir) / "mstream.db")
         return cls(SqliteCheckpointStore(db), SqliteJobStore(db), SqliteServiceStore(db))
 
+    @classmethod
+    def from_config(cls, config: Config, data_dir: str | Path) -> Stores:
+        """The stores ``[system]`` asks for: MongoDB where a ref is set, SQLite otherwise.
+
+        Each ``mongodb`` service gets one client, shared by the stores that name it, and is
+        pinged before anything else so an unreachable server stops start-up with a clear
+        message. The SQLite file ``data_dir/mstream.db`` is only opened when some store
+        uses it.
+
+        Args:
+            config: the configuration (its ``[system]`` refs and ``[[services]]``).
+            data_dir: where the embedded SQLite file lives.
+
+        Raises:
+            ConfigError: a ref names no ``mongodb`` service, or the service lacks
+                ``connection_string`` / ``db_name``.
+            StoreError: a server cannot be reached (the message names the store, e.g.
+                ``system.checkpoints``, and the host with its password masked), or the
+                SQLite file cannot be opened.
+        """
+        system = config.system
+        refs: dict[str, StoreRef | None] = {
+            "checkpoints": system.checkpoints,
+            "job_lifecycle": system.job_lifecycle,
+            "service_lifecycle": system.service_lifecycle,
+        }
+        if all(ref is None for ref in refs.values()):
+            return cls.embedded(data_dir)
+
+        from mstream.stores.mongodb import (
+            MongoCheckpointStore,
+            MongoJobStore,
+            MongoServiceStore,
+        )
+
+        connections: dict[str, MongoConnection] = {}
+        users: dict[str, list[str]] = {}
+        built: list[CheckpointStore | JobStore | ServiceStore] = []
+        sqlite: SqliteDatabase | None = None
+        try:
+            for key, ref in refs.items():
+                if ref is None:
+                    continue
+                label = f"system.{key}"
+                if ref.service_name not in connections:
+                    connections[ref.service_name] = _connect(config, ref, label)
+                users.setdefault(ref.service_name, []).append(label)
+            for name, connection in connections.items():
+                connection.ping(", ".join(users[name]))
+
+            def embedded_db() -> SqliteDatabase:
+                nonlocal sqlite
+                if sqlite is None:
+                    sqlite = SqliteDatabase(Path(data_dir) / "mstream.db")
+                return sqlite
+
+            checkpoints: CheckpointStore
+            if system.checkpoints is not None:
+                checkpoints = MongoCheckpointStore(
+                    connections[system.checkpoints.service_name],
+                    system.checkpoints.resource,
+                    "system.checkpoints",
+                )
+            else:
+                checkpoints = SqliteCheckpointStore(embedded_db())
+            built.append(checkpoints)
+            jobs: JobStore
+            if system.job_lifecycle is not None:
+                jobs = MongoJobStore(
+                    connections[system.job_lifecycle.service_name],
+                    system.job_lifecycle.resource,
+                    "system.job_lifecycle",
+                )
+            else:
+                jobs = SqliteJobStore(embedded_db())
+            built.append(jobs)
+            services: ServiceStore
+            if system.service_lifecycle is not None:
+                services = MongoServiceStore(
+                    connections[system.service_lifecycle.service_name],
+                    system.service_lifecycle.resource,
+                    "system.service_lifecycle",
+                )
+            else:
+                services = SqliteServiceStore(embedded_db())
+            built.append(services)
+        except BaseException:
+            for store in built:
+                store.close()
+            for connection in connections.values():
+                connection.close()
+            if sqlite is not None:
+                sqlite.close()
+            raise
+        for key, ref in refs.items():
+            where = (
+                f"MongoDB service {ref.service_name!r}, collection {ref.resource!r}"
+                if ref is not None
+                else f"{Path(data_dir) / 'mstream.db'} (embedded)"
+            )
+            log.info("state store system.%s: %s", key, where)
+        return cls(checkpoints, jobs, services)
+
     def close(self) -> None:
-        """Close every store."""
+        """Close every store (and the MongoDB clients and SQLite file behind them)."""
         for store in (self.checkpoints, self.jobs, self.services):
             store.close()
         for store in (self.checkpoints, self.jobs, self.services):
@@ -49,6 +165,35 @@ class Stores:
             if isinstance(db, SqliteDatabase):
                 db.close()
                 break
+
+
+def _connect(config: Config, ref: StoreRef, label: str) -> MongoConnection:
+    """A connection for the ``mongodb`` service ``ref`` names.
+
+    Raises:
+        ConfigError: no such ``mongodb`` service, or it lacks its options.
+        StoreError: the connection string is invalid.
+    """
+    from mstream.stores.mongodb import MongoConnection
+
+    service = config.service(ref.service_name)
+    if service is None or service.provider != "mongodb":
+        raise ConfigError(f"{label}.service_name: no mongodb service named {ref.service_name!r}")
+    problems = [
+        f"{label}: service {ref.service_name!r} needs {option!r} (a non-empty string)"
+        for option in ("connection_string", "db_name")
+        if not isinstance(service.options.get(option), str) or not service.options[option]
+    ]
+    if problems:
+        raise ConfigError(problems)
+    try:
+        return MongoConnection(
+            service.options["connection_string"],
+            service.options["db_name"],
+            service_name=service.name,
+        )
+    except StoreError as exc:
+        raise StoreError(f"{label}: {exc}") from None
 
 
 __all__ = [
