@@ -233,6 +233,21 @@ def session() -> Iterator[requests.Session]:
         yield s
 
 
+def send(session: requests.Session, method: str, url: str, **kwargs: Any) -> requests.Response:
+    """Send one request; a kept-alive connection the server had just closed is retried once.
+
+    A client may reuse a pooled connection in the instant the server closes it (a race that
+    widens under load; urllib3 does not resend non-idempotent requests by itself). The
+    request then goes again on a fresh connection: a server that crashed or stopped
+    answering fails the second attempt too.
+    """
+    try:
+        return session.request(method, url, timeout=30, **kwargs)
+    except requests.ConnectionError:
+        with requests.Session() as fresh:
+            return fresh.request(method, url, timeout=30, **kwargs)
+
+
 def check(response: requests.Response, method: str) -> None:
     assert response.status_code < 500, (response.status_code, response.text[:500])
     assert "Traceback" not in response.text and 'File "' not in response.text
@@ -259,9 +274,7 @@ def test_fuzz_requests(
     body: bytes | None,
     headers: dict[str, str],
 ) -> None:
-    response = session.request(
-        method, base_url + path + query, data=body, headers=headers, timeout=30
-    )
+    response = send(session, method, base_url + path + query, data=body, headers=headers)
     SENT["count"] += 1
     check(response, method)
 
@@ -281,11 +294,12 @@ def test_fuzz_authorised_create_bodies(
     base_url: str, session: requests.Session, kind: str, body: Any
 ) -> None:
     """Structured bodies with the right token reach the validators (and never crash them)."""
-    response = session.post(
+    response = send(
+        session,
+        "POST",
         f"{base_url}/{kind}",
         data=json.dumps(body),
         headers={"Authorization": f"Bearer {TOKEN}"},
-        timeout=30,
     )
     SENT["count"] += 1
     check(response, "POST")

@@ -10,7 +10,7 @@ import pytest
 
 import mstream
 
-SKIP_PREFIXES = ("mstream.providers.kafka", "mstream.providers.mongodb", "mstream.providers.pubsub")
+SKIP_PREFIXES = ("mstream.providers.pubsub",)
 
 
 def _modules() -> list[str]:
