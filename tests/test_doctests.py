@@ -10,14 +10,11 @@ import pytest
 
 import mstream
 
-SKIP_PREFIXES = ("mstream.providers.pubsub",)
-
 
 def _modules() -> list[str]:
     names = ["mstream"]
     for info in pkgutil.walk_packages(mstream.__path__, "mstream."):
-        if not info.name.startswith(SKIP_PREFIXES):
-            names.append(info.name)
+        names.append(info.name)
     return sorted(names)
 
 

@@ -16,7 +16,6 @@ stream has used. (A restarted job on the real service receives the nacked messag
 
 from __future__ import annotations
 
-import doctest
 import json
 import threading
 import time
@@ -179,13 +178,6 @@ def stop(c: Connector) -> None:
 
 
 # -- configuration (no server needed) --------------------------------------------------
-
-
-def test_docstring_examples() -> None:
-    result = doctest.testmod(
-        pubsub_module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
-    )
-    assert result.failed == 0 and result.attempted > 0
 
 
 @pytest.mark.parametrize(
