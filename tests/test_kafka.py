@@ -681,6 +681,46 @@ def test_sink_reports_broker_rejection(kafka_bootstrap: str, unique_name: str, c
         assert rejected == [too_big] and b'{"n": 2}' in delivered
 
 
+def test_sink_normalizes_header_values_the_client_refuses(
+    kafka_bootstrap: str, unique_name: str, client: str
+) -> None:
+    """Headers built in code (str or null values) are sent as bytes; attributes as headers."""
+    out = f"hdr-{unique_name}"
+    create_topic(kafka_bootstrap, out, 1)
+    svc = parse_config({"services": [kafka_service(kafka_bootstrap, client)]}).services[0]
+    from mstream.providers import get_provider
+
+    spec = get_provider("kafka")
+    assert spec.sink is not None
+    sink = spec.sink(svc, StepConfig("kafka", out), StepContext("t", "sink"))
+    sink.open()
+    results: list[BaseException | None] = []
+    finished = threading.Event()
+
+    def done(error: BaseException | None) -> None:
+        results.append(error)
+        finished.set()
+
+    events = [
+        Event(b'{"n": 1}', "json", metadata={"headers": [("s", "text"), ("z", None)]}),
+        Event(b'{"n": 2}', "json", metadata={"headers": (("t", b"tuple"),)}),
+        Event(b'{"n": 3}', "json", attributes={"a": "attr", "b": 7}),
+    ]
+    try:
+        sink.write(Batch.of(events, batched=False), done)
+        assert finished.wait(30)
+    finally:
+        sink.close()
+    assert results == [None]
+    got = {json.loads(r.value)["n"]: dict(r.headers) for r in read_topic(kafka_bootstrap, out, 3)}
+    null = None if client == "confluent" else b""  # kafka-python cannot send a null value
+    assert got == {
+        1: {"s": b"text", "z": null},
+        2: {"t": b"tuple"},
+        3: {"a": b"attr", "b": b"7"},
+    }
+
+
 def test_sink_rejects_an_oversized_event_alone(
     kafka_bootstrap: str, unique_name: str, client: str, tmp_path: Path
 ) -> None:

@@ -939,15 +939,26 @@ def _key_bytes(key: Any) -> bytes | None:
     return str(key).encode()
 
 
-def _headers_of(event: Event) -> list[tuple[str, bytes]] | None:
-    headers = event.metadata.get("headers")
-    if headers:
-        if type(headers) is list and all(type(v) is bytes for _, v in headers):
-            return headers  # from a Kafka source: as they are
-        return [(k, v if isinstance(v, bytes) else str(v).encode()) for k, v in headers]
-    if event.attributes:
-        return [(k, str(v).encode()) for k, v in event.attributes.items()]
-    return None
+def _normal_headers(headers: Iterable[tuple[Any, Any]]) -> list[tuple[str, bytes]]:
+    """Headers as both clients take them: ``(str, bytes)`` pairs (a null value is empty).
+
+    Example:
+        >>> _normal_headers([("a", "x"), ("b", None), ("c", b"y"), (1, 2)])
+        [('a', b'x'), ('b', b''), ('c', b'y'), ('1', b'2')]
+    """
+    return [
+        (
+            str(name),
+            value
+            if type(value) is bytes
+            else b""
+            if value is None
+            else bytes(value)
+            if isinstance(value, bytearray | memoryview)
+            else str(value).encode(),
+        )
+        for name, value in headers
+    ]
 
 
 OutMessage = tuple[bytes, bytes | None, list[tuple[str, bytes]] | None]
@@ -991,16 +1002,18 @@ class KafkaSinkBase(Sink):
         out: list[OutMessage] = []
         append = out.append
         for e in events:
-            key = e.metadata.get("key")
+            metadata = e.metadata
+            key = metadata.get("key")
             if key is not None and type(key) is not bytes:
                 key = _key_bytes(key)
-            append(
-                (
-                    e.payload,
-                    key,
-                    _headers_of(e) if e.metadata.get("headers") or e.attributes else None,
-                )
-            )
+            headers = metadata.get("headers")
+            if not headers:  # the event's attributes, if any, become the headers
+                headers = [(k, str(v).encode()) for k, v in e.attributes.items()] or None
+            elif type(headers) is not list:
+                headers = _normal_headers(headers)
+            # else a Kafka source's list, passed as it is: the client checks its pairs, and
+            # the sink normalizes them only when the client refuses them (see write)
+            append((e.payload, key, headers))
         return out
 
     def one_per_event(self, batch: Batch) -> bool:
@@ -1070,7 +1083,13 @@ class KafkaPythonSink(KafkaSinkBase):
         events = batch.events
         for i, (value, key, headers) in enumerate(messages):
             try:
-                future = send(topic, value=value, key=key, headers=headers)
+                try:
+                    future = send(topic, value=value, key=key, headers=headers)
+                except (AssertionError, TypeError):  # header pairs the client refuses
+                    if not headers:
+                        raise
+                    headers = _normal_headers(headers)
+                    future = send(topic, value=value, key=key, headers=headers)
             except MessageSizeTooLargeError as exc:
                 reason = f"{self.what}: message too large: {exc}"
                 if per_event:  # only this event is dead-lettered; the others go on

@@ -36,6 +36,7 @@ from mstream.providers.kafka import (
     KafkaSourceBase,
     _Countdown,
     _header_attributes,
+    _normal_headers,
     rdkafka_options,
 )
 
@@ -253,7 +254,13 @@ class ConfluentSink(KafkaSinkBase):
             deadline = None
             while True:
                 try:
-                    produce(topic, value=value, key=key, headers=headers, on_delivery=report)
+                    try:
+                        produce(topic, value=value, key=key, headers=headers, on_delivery=report)
+                    except TypeError:  # header pairs the client refuses: normalized, once
+                        if not headers:
+                            raise
+                        headers = _normal_headers(headers)
+                        produce(topic, value=value, key=key, headers=headers, on_delivery=report)
                     break
                 except BufferError:  # queue full: let deliveries drain, then retry
                     deadline = deadline or time.monotonic() + self.max_block
