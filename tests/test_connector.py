@@ -260,3 +260,43 @@ def test_start_again_after_failure_resets_the_restart_count(tmp_path: Path) -> N
     connector.start()
     assert connector.wait(30)
     assert connector.state == "completed" and connector.restarts == 0
+
+
+@pytest.mark.parametrize("verify", [True, False])
+def test_verify_payloads_off_forwards_a_passthrough_byte_for_byte(
+    tmp_path: Path, verify: bool
+) -> None:
+    (tmp_path / "in.jsonl").write_text('{"n": 1}\n{"n": 2, oops\n{"n":3}\n')
+    cfg = config(
+        tmp_path,
+        source={"service_name": "files", "resource": "in.jsonl", "output_encoding": "json"},
+        sinks=[{"service_name": "files", "resource": "out.jsonl", "output_encoding": "json"}],
+        dead_letter={"service_name": "files", "resource": "dead.jsonl"},
+        verify_payloads=verify,
+    )
+    assert cfg.connectors[0].verify_payloads is verify
+    assert ("verify_payloads" in cfg.connectors[0].to_dict()) is not verify
+    connector = run(cfg)
+    assert connector.state == "completed", connector.reason
+    out = (tmp_path / "out.jsonl").read_text().splitlines()
+    if verify:  # the broken payload is dead-lettered at the source
+        assert out == ['{"n": 1}', '{"n":3}']
+        assert lines(tmp_path / "dead.jsonl")[0]["stage"] == "decode"
+    else:  # a mirror: every payload as it came, the broken one included
+        assert out == ['{"n": 1}', '{"n": 2, oops', '{"n":3}']
+        assert lines(tmp_path / "dead.jsonl") == [] and connector.counters.dead_lettered == 0
+
+
+def test_verify_payloads_off_still_dead_letters_where_a_step_decodes(tmp_path: Path) -> None:
+    (tmp_path / "in.jsonl").write_text('{"n": 1}\n{"n": 2, oops\n')
+    cfg = config(
+        tmp_path,
+        source={"service_name": "files", "resource": "in.jsonl", "output_encoding": "json"},
+        sinks=[{"service_name": "files", "resource": "out.jsonl", "output_encoding": "bson"}],
+        dead_letter={"service_name": "files", "resource": "dead.jsonl"},
+        verify_payloads=False,
+    )
+    connector = run(cfg)
+    assert connector.state == "completed", connector.reason
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 1
+    assert connector.counters.dead_lettered == 1

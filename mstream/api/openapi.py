@@ -87,6 +87,7 @@ _CONNECTOR = {
             "type": "object",
             "properties": {"enabled": {"type": "boolean"}, "interval_ms": {"type": "integer"}},
         },
+        "verify_payloads": {"type": "boolean", "default": True},
         "dead_letter": {
             "type": "object",
             "required": ["service_name"],

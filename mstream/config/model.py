@@ -91,6 +91,10 @@ class ConnectorConfig:
     checkpoint: bool = False
     checkpoint_interval_ms: int = 1000
     dead_letter: DeadLetterConfig | None = None
+    verify_payloads: bool = True
+    """Decode every payload at the source, so an undecodable one is dead-lettered there.
+    False forwards the payloads of a passthrough (no step needs the document) byte for
+    byte, as a mirror does; a bad payload is then caught only where a step decodes it."""
 
     def service_names(self) -> set[str]:
         """Every service this connector uses."""
@@ -134,6 +138,8 @@ class ConnectorConfig:
                 dl["resource"] = self.dead_letter.resource
             dl["output_encoding"] = self.dead_letter.output_encoding
             out["dead_letter"] = dl
+        if not self.verify_payloads:
+            out["verify_payloads"] = False
         return out
 
 

@@ -154,6 +154,7 @@ class ConnectorSchema(StrictSchema):
     batch = fields.Nested(BatchSchema, load_default=None)
     checkpoint = fields.Nested(CheckpointSchema, load_default=None)
     dead_letter = fields.Nested(DeadLetterSchema, load_default=None)
+    verify_payloads = fields.Boolean(load_default=True)
 
 
 class StoreRefSchema(StrictSchema):
@@ -434,6 +435,7 @@ def parse_connector(
         checkpoint=bool(checkpoint["enabled"]),
         checkpoint_interval_ms=int(checkpoint["interval_ms"]),
         dead_letter=dead_letter,
+        verify_payloads=data["verify_payloads"],
     )
 
 

@@ -384,7 +384,7 @@ class Connector:
                     reject,
                     schema=current,
                     input_schema=current,
-                    verify=True,
+                    verify=cfg.verify_payloads,
                 ),
             ]
             for i, step in enumerate(cfg.middlewares):
