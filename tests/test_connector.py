@@ -245,7 +245,8 @@ def test_a_run_that_had_recovered_starts_the_restart_count_afresh(tmp_path: Path
                 break
             pause.wait(0.005)
         assert connector.state == "running" and connector.restarts >= 5
-        (tmp_path / "later.jsonl").write_text('{"n": 1}\n')
+        (tmp_path / "later.tmp").write_text('{"n": 1}\n')  # appears whole: an atomic rename
+        (tmp_path / "later.tmp").rename(tmp_path / "later.jsonl")
         assert connector.wait(30)
     finally:
         connector.stop()
