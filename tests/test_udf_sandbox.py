@@ -81,7 +81,7 @@ def test_infinite_loop_hits_time_limit() -> None:
     script = hostile("while true do end", max_instructions=None, time_ms=50)
     start = time.perf_counter()
     assert_fails(script, "time limit exceeded")
-    assert time.perf_counter() - start < 1.0
+    assert time.perf_counter() - start < BOUND_S
 
 
 def test_slow_builtin_calls_hit_time_limit() -> None:
@@ -175,8 +175,10 @@ def test_table_move_with_huge_range_is_bounded() -> None:
 
 def test_top_level_infinite_loop_fails_at_load() -> None:
     start = time.perf_counter()
+    # the time limit off: the step limit stops the loop deterministically, however loaded
+    # the machine (with both on, either may fire first)
     with pytest.raises(ScriptError, match="step limit exceeded while loading"):
-        compile_script("while true do end", "load.lua")
+        compile_script("while true do end", "load.lua", limits=ScriptLimits(time_ms=None))
     assert time.perf_counter() - start < BOUND_S
 
 
