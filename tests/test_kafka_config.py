@@ -16,13 +16,13 @@ from mstream.core import Batch, Event
 from mstream.errors import ConfigError, DeliveryError
 from mstream.providers import get_provider
 from mstream.providers.base import StepContext
+from mstream.providers.completion import Completion
 from mstream.providers.kafka import (
     OPTIONS,
     SECRET_FIELDS,
     TP,
     KafkaSinkBase,
     KafkaSourceBase,
-    _Countdown,
     client_options,
     rdkafka_options,
     supported_keys,
@@ -297,14 +297,14 @@ def test_sink_messages_carry_key_and_headers() -> None:
 
 def test_countdown_reports_once() -> None:
     got: list[BaseException | None] = []
-    c = _Countdown(3, got.append, "sink")
+    c = Completion(3, got.append, "sink")
     c.ok()
     c.fail(RuntimeError("boom"))
     c.ok()
     c.ok()
     assert len(got) == 1 and isinstance(got[0], DeliveryError) and "boom" in str(got[0])
     ok: list[BaseException | None] = []
-    c = _Countdown(2, ok.append, "sink")
+    c = Completion(2, ok.append, "sink")
     c.ok()
     assert ok == []
     c.ok()

@@ -64,9 +64,10 @@ from marshmallow import (
 from mstream.config.model import ServiceConfig, StepConfig
 from mstream.core import Batch, Event, PositionTracker
 from mstream.encodings import AvroSchema, encode_batch
-from mstream.errors import ConfigError, DeliveryError, EventsRejectedError, RejectedError
+from mstream.errors import ConfigError, DeliveryError, RejectedError
 from mstream.providers import kafka_python_join
 from mstream.providers.base import Done, Emit, ProviderSpec, Sink, Source, StepContext
+from mstream.providers.completion import Completion
 
 log = logging.getLogger("mstream.kafka")
 
@@ -872,63 +873,19 @@ class KafkaPythonSource(KafkaSourceBase):
 # -- sink ------------------------------------------------------------------------------
 
 
-class _Countdown:
-    """Calls ``done`` once: with the first error, or after ``n`` messages are settled.
-
-    A message is settled when the broker acknowledged it (:meth:`ok`) or when it was
-    refused for good on its own (:meth:`reject`: too large); ``done`` then gets None, or an
-    :class:`~mstream.errors.EventsRejectedError` naming exactly the refused events so the
-    others count as delivered. Successes are counted with ``next`` on an
-    ``itertools.count`` (atomic in CPython), so only the last one takes the lock.
-    """
-
-    __slots__ = ("counter", "done", "finished", "lock", "n", "rejected", "what")
-
-    def __init__(self, n: int, done: Done, what: str) -> None:
-        self.n = n
-        self.counter = itertools.count(1)
-        self.done = done
-        self.finished = False
-        self.lock = threading.Lock()
-        self.what = what
-        self.rejected: list[tuple[Event, str]] = []
-
-    def ok(self, *_: Any) -> None:
-        if next(self.counter) != self.n:
-            return
-        with self.lock:
-            if self.finished:
-                return
-            self.finished = True
-        self.done(EventsRejectedError(self.rejected) if self.rejected else None)
-
-    def reject(self, event: Event, reason: str) -> None:
-        with self.lock:
-            self.rejected.append((event, reason))
-        self.ok()
-
-    def fail(self, error: BaseException) -> None:
-        with self.lock:
-            if self.finished:
-                return
-            self.finished = True
-        if not isinstance(error, DeliveryError | RejectedError):
-            if type(error).__name__ in _TOO_LARGE:  # refused by the broker: never retried
-                error = RejectedError(f"{self.what}: message too large for the broker: {error}")
-            else:
-                error = DeliveryError(f"{self.what}: {type(error).__name__}: {error}")
-        self.done(error)
-
-    def fail_event(self, event: Event, error: BaseException) -> None:
-        """The message of ``event`` failed: too large refuses it alone, else all fail."""
-        if type(error).__name__ in _TOO_LARGE:
-            self.reject(event, f"{self.what}: message too large for the broker: {error}")
-        else:
-            self.fail(error)
-
-
 _TOO_LARGE = frozenset({"MessageSizeTooLargeError", "RecordTooLargeError"})
 """kafka-python errors meaning a message can never be accepted as it is."""
+
+
+def _classifier(what: str) -> Callable[[BaseException], BaseException]:
+    """A :class:`~mstream.providers.completion.Completion` classifier for kafka-python."""
+
+    def classify(error: BaseException) -> BaseException:
+        if type(error).__name__ in _TOO_LARGE:  # refused by the broker: never retried
+            return RejectedError(f"{what}: message too large for the broker: {error}")
+        return DeliveryError(f"{what}: {type(error).__name__}: {error}")
+
+    return classify
 
 
 def _key_bytes(key: Any) -> bytes | None:
@@ -1050,6 +1007,7 @@ class KafkaPythonSink(KafkaSinkBase):
     def __init__(self, service: ServiceConfig, step: StepConfig, ctx: StepContext) -> None:
         super().__init__(service, step, ctx)
         self._producer: Any = None
+        self._classify = _classifier(self.what)
 
     def open(self) -> None:
         """Create the producer (``acks = all`` unless configured)."""
@@ -1076,7 +1034,7 @@ class KafkaPythonSink(KafkaSinkBase):
         except Exception as exc:
             done(RejectedError(f"{self.what}: cannot encode the batch: {exc}"))
             return
-        countdown = _Countdown(len(messages), done, self.what)
+        countdown = Completion(len(messages), done, self.what, self._classify)
         send, topic = producer.send, self.topic
         ok, fail = countdown.ok, countdown.fail
         per_event = self.one_per_event(batch)

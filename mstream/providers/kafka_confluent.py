@@ -28,13 +28,13 @@ from mstream.config.model import ServiceConfig, StepConfig
 from mstream.core import Batch, Event
 from mstream.errors import DeliveryError, RejectedError
 from mstream.providers.base import Done, Emit, StepContext
+from mstream.providers.completion import Completion
 from mstream.providers.kafka import (
     CONSUMER,
     PRODUCER,
     TP,
     KafkaSinkBase,
     KafkaSourceBase,
-    _Countdown,
     _header_attributes,
     _normal_headers,
     rdkafka_options,
@@ -233,7 +233,7 @@ class ConfluentSink(KafkaSinkBase):
         except Exception as exc:
             done(RejectedError(f"{self.what}: cannot encode the batch: {exc}"))
             return
-        countdown = _Countdown(len(messages), done, self.what)
+        countdown = Completion(len(messages), done, self.what)
 
         per_event = self.one_per_event(batch)
         events = batch.events

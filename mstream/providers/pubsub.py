@@ -57,7 +57,6 @@ Example:
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import queue
@@ -74,6 +73,7 @@ from mstream.core import Batch, Event
 from mstream.encodings import AvroSchema, encode_batch
 from mstream.errors import ConfigError, DeliveryError, RejectedError
 from mstream.providers.base import Done, Emit, ProviderSpec, Sink, Source, StepContext
+from mstream.providers.completion import Completion
 
 log = logging.getLogger("mstream.pubsub")
 
@@ -565,72 +565,6 @@ def message_problem(data: bytes, attributes: Mapping[str, str]) -> str | None:
     return None
 
 
-class _Outcome:
-    """Calls ``done`` once: with the first error, or after ``n`` successful publishes.
-
-    Events rejected before publishing are reported (as one :class:`RejectedError` whose
-    ``rejected`` lists them) when every publish succeeded.
-    """
-
-    __slots__ = ("counter", "done", "finished", "lock", "n", "rejected", "release", "what")
-
-    def __init__(
-        self,
-        n: int,
-        done: Done,
-        what: str,
-        rejected: list[tuple[Event, str]],
-        release: Callable[[], None],
-    ) -> None:
-        self.n = n
-        self.counter = itertools.count(1)
-        self.done = done
-        self.finished = False
-        self.lock = threading.Lock()
-        self.what = what
-        self.rejected = rejected
-        self.release = release
-
-    def settle(self, future: Any) -> None:
-        """Publish future callback."""
-        try:
-            error = future.exception()
-        except BaseException as exc:  # cancelled
-            error = exc
-        try:
-            if error is not None:
-                self.fail(error)
-            else:
-                self.ok()
-        finally:
-            self.release()
-
-    def ok(self) -> None:
-        """Count one message as done (published, or rejected after all)."""
-        if next(self.counter) == self.n:
-            self._finish(self._success())
-
-    def _success(self) -> BaseException | None:
-        if not self.rejected:
-            return None
-        error = RejectedError(f"{self.what}: {self.rejected[0][1]}")
-        error.rejected = self.rejected  # type: ignore[attr-defined]
-        return error
-
-    def _finish(self, error: BaseException | None) -> None:
-        with self.lock:
-            if self.finished:
-                return
-            self.finished = True
-        self.done(error)
-
-    def fail(self, error: BaseException) -> None:
-        """Report the first failure (a transport error unless already an mstream error)."""
-        if not isinstance(error, DeliveryError | RejectedError):
-            error = _api_error(self.what, error)
-        self._finish(error)
-
-
 class PubSubSink(Sink):
     """Publishes to a topic with google-cloud-pubsub's batching publisher."""
 
@@ -722,11 +656,26 @@ class PubSubSink(Sink):
                 ready.append(message)
             else:
                 rejected.extend((e, f"{self.what}: {problem}") for e in message[2])
-        outcome = _Outcome(len(ready), done, self.what, rejected, self._release)
-        if not ready:
-            done(outcome._success())
+        outcome = Completion(len(ready), done, self.what, rejected=rejected)
+        if outcome.finish_if_empty():
             return
-        publish, topic, settle = publisher.publish, self.topic, outcome.settle
+        release = self._release
+
+        def settle(future: Any) -> None:
+            """Publish future callback."""
+            try:
+                error = future.exception()
+            except BaseException as exc:  # cancelled
+                error = exc
+            try:
+                if error is not None:
+                    outcome.fail(error)
+                else:
+                    outcome.ok()
+            finally:
+                release()
+
+        publish, topic = publisher.publish, self.topic
         for data, attrs, events in ready:
             with self._idle:
                 self._inflight += 1
@@ -734,7 +683,8 @@ class PubSubSink(Sink):
                 future = publish(topic, data, **attrs)
             except MessageTooLargeError as exc:  # our size check is an estimate
                 self._release()
-                rejected.extend((e, f"{self.what}: {exc}") for e in events)
+                for e in events:
+                    outcome.rejected.append((e, f"{self.what}: {exc}"))
                 outcome.ok()
                 continue
             except Exception as exc:
