@@ -10,7 +10,7 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from mstream.errors import EventsRejectedError
 from mstream.providers.base import StepContext
 from mstream.runtime.connector import Connector
 from mstream.stores import CheckpointStore, MemoryCheckpointStore
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.kafka
 
@@ -37,16 +38,6 @@ AVRO_SCHEMA = {
 
 
 # -- helpers ---------------------------------------------------------------------------
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``condition`` until true; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        pause.wait(0.02)
 
 
 def create_topic(
@@ -704,7 +695,7 @@ def test_sink_normalizes_header_values_the_client_refuses(
     events = [
         Event(b'{"n": 1}', "json", metadata={"headers": [("s", "text"), ("z", None)]}),
         Event(b'{"n": 2}', "json", metadata={"headers": (("t", b"tuple"),)}),
-        Event(b'{"n": 3}', "json", attributes={"a": "attr", "b": 7}),
+        Event(b'{"n": 3}', "json", attributes={"a": "attr", "b": 7}),  # type: ignore[dict-item]  # a non-str attribute, as library code may set
     ]
     try:
         sink.write(Batch.of(events, batched=False), done)

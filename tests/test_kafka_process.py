@@ -17,7 +17,8 @@ import pytest
 
 from mstream.stores.base import Checkpoint
 from mstream.stores.sqlite import SqliteCheckpointStore, SqliteDatabase
-from tests.test_kafka import BackgroundProducer, create_topic, file_numbers, tail_check, wait_for
+from tests.test_kafka import BackgroundProducer, create_topic, file_numbers, tail_check
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.kafka
 

@@ -20,7 +20,7 @@ import base64
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from mstream.providers.base import StepContext
 from mstream.registry import mask_service
 from mstream.runtime.connector import Connector
 from mstream.stores import CheckpointStore, MemoryCheckpointStore
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.mongodb
 
@@ -46,16 +47,6 @@ DB = "mstream_tests"
 
 
 # -- helpers ---------------------------------------------------------------------------
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``condition`` until true; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        pause.wait(0.02)
 
 
 @pytest.fixture

@@ -35,6 +35,7 @@ from mstream.providers import pubsub as pubsub_module
 from mstream.providers.base import StepContext
 from mstream.registry import mask_service
 from mstream.runtime.connector import Connector
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.pubsub
 
@@ -49,16 +50,6 @@ COUNTER_SCHEMA = {
 
 
 # -- helpers ---------------------------------------------------------------------------
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``condition`` until true; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        pause.wait(0.02)
 
 
 class Emulator:
