@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from mstream.errors import ConfigError, StoreError
 from mstream.stores.base import Checkpoint, CheckpointStore, JobStore, ServiceStore
@@ -109,36 +109,19 @@ class Stores:
                     sqlite = SqliteDatabase(Path(data_dir) / "mstream.db")
                 return sqlite
 
-            checkpoints: CheckpointStore
-            if system.checkpoints is not None:
-                checkpoints = MongoCheckpointStore(
-                    connections[system.checkpoints.service_name],
-                    system.checkpoints.resource,
-                    "system.checkpoints",
-                )
-            else:
-                checkpoints = SqliteCheckpointStore(embedded_db())
-            built.append(checkpoints)
-            jobs: JobStore
-            if system.job_lifecycle is not None:
-                jobs = MongoJobStore(
-                    connections[system.job_lifecycle.service_name],
-                    system.job_lifecycle.resource,
-                    "system.job_lifecycle",
-                )
-            else:
-                jobs = SqliteJobStore(embedded_db())
-            built.append(jobs)
-            services: ServiceStore
-            if system.service_lifecycle is not None:
-                services = MongoServiceStore(
-                    connections[system.service_lifecycle.service_name],
-                    system.service_lifecycle.resource,
-                    "system.service_lifecycle",
-                )
-            else:
-                services = SqliteServiceStore(embedded_db())
-            built.append(services)
+            kinds: dict[str, tuple[Any, Any]] = {
+                "checkpoints": (MongoCheckpointStore, SqliteCheckpointStore),
+                "job_lifecycle": (MongoJobStore, SqliteJobStore),
+                "service_lifecycle": (MongoServiceStore, SqliteServiceStore),
+            }
+            for key, (in_mongodb, embedded) in kinds.items():
+                ref = refs[key]
+                if ref is not None:
+                    built.append(
+                        in_mongodb(connections[ref.service_name], ref.resource, f"system.{key}")
+                    )
+                else:
+                    built.append(embedded(embedded_db()))
         except BaseException:
             for store in built:
                 store.close()
@@ -154,7 +137,10 @@ class Stores:
                 else f"{Path(data_dir) / 'mstream.db'} (embedded)"
             )
             log.info("state store system.%s: %s", key, where)
-        return cls(checkpoints, jobs, services)
+        checkpoints, jobs, services = built
+        return cls(
+            cast(CheckpointStore, checkpoints), cast(JobStore, jobs), cast(ServiceStore, services)
+        )
 
     def close(self) -> None:
         """Close every store (and the MongoDB clients and SQLite file behind them)."""
