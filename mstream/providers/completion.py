@@ -11,7 +11,7 @@ them and calls the batch's ``done`` exactly once:
   acknowledges the rest.
 
 Example:
-    >>> from mstream.core import Event
+    >>> from mstream.core import Batch, Event
     >>> outcomes = []
     >>> c = Completion(2, outcomes.append, "sink 'out'")
     >>> c.ok(); c.reject(Event(b"{}", "json"), "too large")
@@ -28,11 +28,13 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
-from mstream.core import Event
+from mstream.core import Batch, Event
 from mstream.errors import DeliveryError, EventsRejectedError, RejectedError
 from mstream.providers.base import Done
+
+M = TypeVar("M")
 
 Classify = Callable[[BaseException], BaseException]
 """Turns a client's error into an mstream error: a RejectedError when the message can
@@ -117,3 +119,28 @@ class Completion:
                 return
             self.finished = True
         self.done(outcome)
+
+
+def messages_of(
+    client: Any, build: Callable[[Batch], list[M]], batch: Batch, done: Done, what: str
+) -> list[M] | None:
+    """The messages ``batch`` becomes, or None after telling ``done`` why there are none.
+
+    A sink whose client is not open fails the batch (a DeliveryError: the connector
+    restarts); a batch that cannot be encoded is refused for good (a RejectedError: its
+    events are dead-lettered).
+
+    Example:
+        >>> outcomes = []
+        >>> messages_of(None, list, Batch.of([], batched=False), outcomes.append, "sink")
+        >>> str(outcomes[0])
+        'sink is not open'
+    """
+    if client is None:
+        done(DeliveryError(f"{what} is not open"))
+        return None
+    try:
+        return build(batch)
+    except Exception as exc:
+        done(RejectedError(f"{what}: cannot encode the batch: {exc}"))
+        return None

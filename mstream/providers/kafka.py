@@ -67,7 +67,7 @@ from mstream.encodings import AvroSchema, encode_batch
 from mstream.errors import ConfigError, DeliveryError, RejectedError
 from mstream.providers import kafka_python_join
 from mstream.providers.base import Done, Emit, ProviderSpec, Sink, Source, StepContext
-from mstream.providers.completion import Completion
+from mstream.providers.completion import Completion, messages_of
 
 log = logging.getLogger("mstream.kafka")
 
@@ -1026,13 +1026,8 @@ class KafkaPythonSink(KafkaSinkBase):
         from kafka.errors import KafkaError, MessageSizeTooLargeError
 
         producer = self._producer
-        if producer is None:
-            done(DeliveryError(f"{self.what} is not open"))
-            return
-        try:
-            messages = self.messages(batch)
-        except Exception as exc:
-            done(RejectedError(f"{self.what}: cannot encode the batch: {exc}"))
+        messages = messages_of(producer, self.messages, batch, done, self.what)
+        if messages is None:
             return
         countdown = Completion(len(messages), done, self.what, self._classify)
         send, topic = producer.send, self.topic

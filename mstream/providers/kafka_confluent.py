@@ -28,7 +28,7 @@ from mstream.config.model import ServiceConfig, StepConfig
 from mstream.core import Batch, Event
 from mstream.errors import DeliveryError, RejectedError
 from mstream.providers.base import Done, Emit, StepContext
-from mstream.providers.completion import Completion
+from mstream.providers.completion import Completion, messages_of
 from mstream.providers.kafka import (
     CONSUMER,
     PRODUCER,
@@ -225,13 +225,8 @@ class ConfluentSink(KafkaSinkBase):
         """Produce every message; ``done(None)`` when all are delivered, else the first error."""
         ck = _ck()
         producer = self._producer
-        if producer is None:
-            done(DeliveryError(f"{self.what} is not open"))
-            return
-        try:
-            messages = self.messages(batch)
-        except Exception as exc:
-            done(RejectedError(f"{self.what}: cannot encode the batch: {exc}"))
+        messages = messages_of(producer, self.messages, batch, done, self.what)
+        if messages is None:
             return
         countdown = Completion(len(messages), done, self.what)
 

@@ -71,9 +71,9 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from mstream.config.model import ServiceConfig, StepConfig
 from mstream.core import Batch, Event
 from mstream.encodings import AvroSchema, encode_batch
-from mstream.errors import ConfigError, DeliveryError, RejectedError
+from mstream.errors import ConfigError, DeliveryError
 from mstream.providers.base import Done, Emit, ProviderSpec, Sink, Source, StepContext
-from mstream.providers.completion import Completion
+from mstream.providers.completion import Completion, messages_of
 
 log = logging.getLogger("mstream.pubsub")
 
@@ -640,13 +640,8 @@ class PubSubSink(Sink):
         from google.cloud.pubsub_v1.publisher.exceptions import MessageTooLargeError
 
         publisher = self._publisher
-        if publisher is None:
-            done(DeliveryError(f"{self.what} is not open"))
-            return
-        try:
-            messages = self.messages(batch)
-        except Exception as exc:
-            done(RejectedError(f"{self.what}: cannot encode the batch: {exc}"))
+        messages = messages_of(publisher, self.messages, batch, done, self.what)
+        if messages is None:
             return
         rejected: list[tuple[Event, str]] = []
         ready: list[OutMessage] = []
