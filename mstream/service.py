@@ -5,8 +5,15 @@ work. Everything that blocks (stopping jobs, store I/O) runs in an executor.
 
 Start-up order: open the stores, load the encryption key, decrypt the stored services
 (a wrong key or tampered data stops start-up with a clear error), merge the config file's
-services, restore and start the jobs (``[system.job_lifecycle] startup_state``), then
-listen on ``MSTREAM_API_HOST:MSTREAM_API_PORT`` (default ``127.0.0.1:8719``).
+services, listen on ``MSTREAM_API_HOST:MSTREAM_API_PORT`` (default ``127.0.0.1:8719``; a
+port conflict is reported before any job has run), then restore and start the jobs
+(``[system.job_lifecycle] startup_state``; with ``safe_mode`` none is started).
+
+Stopping: the API stops accepting work, every job drains (in-flight events delivered and
+acknowledged, final checkpoint saved) within ``stop_timeout``, and only then are the
+stores closed. Under :meth:`Service.run` the first SIGINT/SIGTERM drains; a second one
+stops the jobs without draining and the process exits within 2 seconds, keeping every
+checkpoint already saved.
 
 Example:
     >>> opts = ServiceOptions.from_env({"MSTREAM_API_PORT": "9000", "MSTREAM_API_TOKEN": "t"})
@@ -54,6 +61,7 @@ class ServiceOptions:
         api_token: bearer token every API call needs (``MSTREAM_API_TOKEN``), if set.
         max_body_size: request bodies above this many bytes get 413.
         stop_timeout: seconds a job may take to drain when stopped.
+        safe_mode: start with every stored job stopped (``mstream --safe-mode``).
         environ: the environment to read keys from (``os.environ`` when omitted).
     """
 
@@ -66,6 +74,7 @@ class ServiceOptions:
     api_token: str | None = None
     max_body_size: int = 1024 * 1024
     stop_timeout: float = 30.0
+    safe_mode: bool = False
     environ: Mapping[str, str] | None = field(default=None, repr=False)
 
     @classmethod
@@ -204,14 +213,6 @@ class Service:
         for handler in logging.getLogger().handlers:
             handler.addFilter(self._log_filter)
         self.manager = JobManager(self.config, self.stores, registry=self.registry)
-        started = await loop.run_in_executor(self.executor, self.manager.bootstrap, None)
-        log.info(
-            "mstream started: %d job(s), %d running (startup_state = %s) from %s",
-            len(self.manager.connectors) + len(self.manager.broken),
-            len(started),
-            self.config.system.startup_state,
-            self.config.path,
-        )
         if opts.api:
             from mstream.api import ApiContext, make_app, start_server
 
@@ -235,6 +236,18 @@ class Service:
                 self.url,
                 " (bearer token required)" if opts.api_token else "",
             )
+        manager = self.manager
+        started = await loop.run_in_executor(
+            self.executor, lambda: manager.bootstrap(None, safe_mode=opts.safe_mode)
+        )
+        log.info(
+            "mstream started: %d job(s), %d running (startup_state = %s%s) from %s",
+            len(manager.connectors) + len(manager.broken),
+            len(started),
+            self.config.system.startup_state,
+            "; safe mode: no job started" if opts.safe_mode else "",
+            self.config.path,
+        )
         self._callbacks = [
             PeriodicCallback(self.manager.sample, 1000),
             PeriodicCallback(
@@ -258,12 +271,21 @@ class Service:
             self.server = None
         loop = IOLoop.current()
         if self.manager is not None:
+            manager = self.manager
+            timeout = self.options.stop_timeout
             log.info("mstream stopping: draining jobs")
-            await loop.run_in_executor(
-                self.executor, lambda: self.manager.stop_all() if self.manager else None
+            still = await loop.run_in_executor(
+                self.executor, lambda: manager.stop_all(timeout=timeout)
             )
-            self.manager.sample()
-            log.info("final: %s", self.manager.progress_line())
+            if still:
+                log.error(
+                    "job(s) %s did not stop within %.0fs; closing the stores anyway (each "
+                    "resumes from its last saved checkpoint)",
+                    ", ".join(still),
+                    timeout,
+                )
+            manager.sample()
+            log.info("final: %s", manager.progress_line())
         if self.stores is not None:
             await loop.run_in_executor(self.executor, self.stores.close)
             self.stores = None
@@ -278,14 +300,37 @@ class Service:
         loop = IOLoop.current()
         finished = asyncio.Event()
 
+        signals = 0
+
         def request_stop(*_: object) -> None:
-            loop.add_callback(finished.set)
+            nonlocal signals
+            signals += 1
+            if signals == 1:
+                loop.add_callback(first_signal)
+            elif signals == 2:
+                loop.add_callback(second_signal)
+
+        def first_signal() -> None:
+            running = 0 if self.manager is None else len(self.manager.running_jobs())
+            log.warning("draining %d job(s); press Ctrl-C again to stop now", running)
+            finished.set()
+
+        def second_signal() -> None:
+            log.warning("stopping now without draining; saved checkpoints are kept")
+            if self.manager is not None:
+                self.manager.abandon_all()
+            loop.call_later(2.0, exit_now)
+
+        def exit_now() -> None:
+            log.error("jobs did not stop within 2s of the second signal; exiting")
+            logging.shutdown()
+            os._exit(130)
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
                 asyncio.get_running_loop().add_signal_handler(sig, request_stop)
             except (NotImplementedError, RuntimeError):
-                signal.signal(sig, lambda *_: loop.add_callback_from_signal(finished.set))
+                signal.signal(sig, lambda *_: loop.add_callback_from_signal(request_stop))
 
         await self.start()
         assert self.manager is not None

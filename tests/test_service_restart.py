@@ -242,6 +242,7 @@ encryption_key_path = "{tmp_path / "mstream.key"}"
         try:
             assert proc.stderr is not None
             lines = []
+            url = None
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
                 line = proc.stderr.readline()
@@ -250,7 +251,9 @@ encryption_key_path = "{tmp_path / "mstream.key"}"
                 lines.append(line)
                 found = re.search(r"API listening on (http://127\.0\.0\.1:\d+)", line)
                 if found:
-                    action(Client(found.group(1)))
+                    url = found.group(1)
+                if url and "mstream started:" in line:  # the API listens before jobs start
+                    action(Client(url))
                     break
             else:
                 raise AssertionError("".join(lines))

@@ -19,6 +19,19 @@ never affects the others.
 The methods that block (stop, restart, delete, store I/O) run off the IOLoop; the API and
 the CLI call them through an executor.
 
+Concurrency rule (read this before changing the manager):
+
+* ``_lock`` guards the manager's tables only (connectors, desired states, operations in
+  progress). It is never held across I/O: store writes, connector stops and service
+  removals happen after it is released.
+* One lifecycle operation at a time per job name: create, stop, restart, delete and
+  restore claim the name first (:meth:`JobManager._exclusive`); a second operation on a
+  claimed name is refused at once with :class:`~mstream.errors.ConflictError` ("busy"),
+  never queued behind the first. So no sequence of concurrent calls can leave a connector
+  running that the manager does not list.
+* Once :meth:`JobManager.stop_all` has begun, every lifecycle operation is refused, and
+  ``stop_all`` waits for the ones already in progress before it stops the jobs.
+
 Example:
     >>> from mstream.config import parse_config
     >>> from mstream.stores import Stores
@@ -140,7 +153,10 @@ class JobManager:
         self._origin: dict[str, str] = {}
         self._created: dict[str, float] = {}
         self._lock = threading.RLock()
-        self._job_locks: dict[str, threading.Lock] = {}
+        self._idle = threading.Condition(self._lock)
+        self._busy: dict[str, str] = {}  # job name -> the lifecycle operation in progress
+        self._removing_services: set[str] = set()
+        self._closing = False
 
     # -- services ------------------------------------------------------------------------
 
@@ -157,6 +173,9 @@ class JobManager:
             ConflictError: a service with that name exists.
         """
         service = parse_service(raw, "")
+        with self._lock:
+            if service.name in self._removing_services:
+                raise ConflictError(f"service {service.name!r} is being deleted; try again")
         self.registry.add(service, origin="api")
         return service
 
@@ -170,15 +189,23 @@ class JobManager:
             NotFoundError: no such service.
             ConflictError: jobs use it (they are named in the message).
         """
-        with self._lock:  # no job may be created with it meanwhile
+        with self._lock:  # no job may be created with it meanwhile (checked by create)
             self.registry.get(name)
             users = self.jobs_using(name)
+            users += sorted(n for n in self._busy if n not in users)
             if users:
                 jobs = ", ".join(users)
                 raise ConflictError(
                     f"service {name!r} is used by job(s) {jobs}; delete those jobs first"
                 )
-            return self.registry.remove(name)
+            if name in self._removing_services:
+                raise ConflictError(f"service {name!r} is being deleted")
+            self._removing_services.add(name)
+        try:
+            return self.registry.remove(name)  # store I/O: outside the manager's lock
+        finally:
+            with self._lock:
+                self._removing_services.discard(name)
 
     def jobs_using(self, service_name: str) -> list[str]:
         """Names of the jobs (in any state) whose definition uses ``service_name``."""
@@ -223,11 +250,26 @@ class JobManager:
             self.on_change(connector)
 
     @contextmanager
-    def _job_lock(self, name: str) -> Iterator[None]:
+    def _exclusive(self, name: str, operation: str) -> Iterator[None]:
+        """Claim ``name`` for one lifecycle operation; refuse at once if it is claimed.
+
+        Raises:
+            ConflictError: another operation on the job is in progress, or the manager is
+                stopping.
+        """
         with self._lock:
-            lock = self._job_locks.setdefault(name, threading.Lock())
-        with lock:
+            if self._closing:
+                raise ConflictError(f"job {name!r}: mstream is stopping; try again later")
+            current = self._busy.get(name)
+            if current is not None:
+                raise ConflictError(f"job {name!r} is busy ({current} in progress); try again")
+            self._busy[name] = operation
+        try:
             yield
+        finally:
+            with self._lock:
+                del self._busy[name]
+                self._idle.notify_all()
 
     def _new_connector(self, definition: ConnectorConfig) -> Connector:
         return Connector(
@@ -253,16 +295,26 @@ class JobManager:
         Raises:
             ConflictError: a job with that name exists (delete it first to replace it).
         """
+        with self._exclusive(definition.name, "create"):
+            return self._create(definition, start=start, origin=origin, persist=persist)
+
+    def _create(
+        self, definition: ConnectorConfig, *, start: bool, origin: str, persist: bool
+    ) -> Connector:
+        """:meth:`create` for a caller that has claimed the name."""
         with self._lock:
             if definition.name in self.connectors or definition.name in self.broken:
                 raise ConflictError(f"job {definition.name!r} already exists")
+            for service in definition.service_names():
+                if service in self._removing_services:
+                    raise ConflictError(f"service {service!r} is being deleted")
             connector = self._new_connector(definition)
+            if not start:
+                connector.state = STOPPED
             self.connectors[definition.name] = connector
             self._desired[definition.name] = DESIRED_RUNNING if start else DESIRED_STOPPED
             self._origin[definition.name] = origin
             self._created[definition.name] = time.time()
-        if not start:
-            connector.state = STOPPED
         if persist:
             self._persist(definition.name)
         if start:
@@ -277,12 +329,9 @@ class JobManager:
             ConfigError: invalid definition (one ``path: message`` line per problem).
             ConflictError: a job with that name exists.
         """
-        with self._lock:  # its services cannot be deleted meanwhile
-            definition = parse_connector(raw, self.services, "")
-            connector = self.create(definition, start=False, origin="api", persist=False)
-            self._desired[definition.name] = DESIRED_RUNNING
-        self._persist(definition.name)
-        connector.start()
+        definition = parse_connector(raw, self.services, "")
+        with self._exclusive(definition.name, "create"):
+            connector = self._create(definition, start=True, origin="api", persist=True)
         log.info("job %s created and started", definition.name)
         return connector
 
@@ -292,12 +341,15 @@ class JobManager:
             if definition.enabled:
                 self.create(definition, origin="file")
 
-    def bootstrap(self, startup_state: str | None = None) -> list[str]:
+    def bootstrap(self, startup_state: str | None = None, *, safe_mode: bool = False) -> list[str]:
         """Restore and start jobs from the job store and the config file.
 
         Args:
             startup_state: ``force_from_file``, ``seed_from_file`` or ``keep`` (default:
                 ``[system.job_lifecycle] startup_state``).
+            safe_mode: restore every job but start none (``mstream --safe-mode``). The
+                stored desired states are left as they are, so the next normal start runs
+                the jobs that were running; a job is started by restarting it.
 
         Returns:
             The names of the jobs started.
@@ -328,16 +380,23 @@ class JobManager:
         for name, from_file, record in plan:
             try:
                 if from_file is not None:
-                    self.create(from_file, start=from_file.enabled, origin="file")
-                    if from_file.enabled:
+                    run = from_file.enabled and not safe_mode
+                    # in safe mode a file job is listed, not stored, so the next normal
+                    # start seeds it as the file says
+                    self.create(from_file, start=run, origin="file", persist=not safe_mode)
+                    if run:
                         started.append(name)
-                elif record is not None and self._restore(name, record):
+                elif record is not None and self._restore(name, record, start=not safe_mode):
                     started.append(name)
             except MstreamError as exc:  # one bad job never stops the others
                 log.error("job %s: not started: %s", name, exc)
         return started
 
-    def _restore(self, name: str, record: Mapping[str, Any]) -> bool:
+    def _restore(self, name: str, record: Mapping[str, Any], *, start: bool = True) -> bool:
+        with self._exclusive(name, "restore"):
+            return self._restore_claimed(name, record, start=start)
+
+    def _restore_claimed(self, name: str, record: Mapping[str, Any], *, start: bool) -> bool:
         raw = record.get("definition")
         try:
             definition = parse_connector(raw, self.services, "")
@@ -351,7 +410,7 @@ class JobManager:
             return False
         desired = record.get("desired_state", DESIRED_RUNNING)
         last = record.get("last_state")
-        run = desired == DESIRED_RUNNING and last != COMPLETED
+        run = start and desired == DESIRED_RUNNING and last != COMPLETED
         with self._lock:
             if name in self.connectors:
                 raise ConflictError(f"job {name!r} already exists")
@@ -365,6 +424,10 @@ class JobManager:
             log.info("job %s restored and started (resumes from its checkpoint)", name)
             return True
         connector.state = COMPLETED if last == COMPLETED and desired == DESIRED_RUNNING else STOPPED
+        if not start and desired == DESIRED_RUNNING and last != COMPLETED:
+            connector.reason = "safe mode: not started (POST /jobs/{name}/restart starts it)"
+            log.info("job %s restored (stopped: safe mode)", name)
+            return False
         connector.reason = record.get("reason") if connector.state == COMPLETED else None
         connector.started_at = record.get("started_at")
         connector.stopped_at = record.get("stopped_at")
@@ -397,7 +460,7 @@ class JobManager:
         Stopping a job that is not running is allowed; it only records that the user
         wants it stopped (it then stays stopped across process restarts).
         """
-        with self._job_lock(name):
+        with self._exclusive(name, "stop"):
             connector = self.get(name)
             with self._lock:
                 self._desired[name] = DESIRED_STOPPED
@@ -418,7 +481,7 @@ class JobManager:
             NotFoundError: no such job.
             ConflictError: the job's definition is still invalid, or it did not stop in time.
         """
-        with self._job_lock(name):
+        with self._exclusive(name, "restart"):
             with self._lock:
                 broken = self.broken.get(name)
             if broken is not None:
@@ -457,7 +520,7 @@ class JobManager:
             NotFoundError: no such job.
             ConflictError: the job is running; stop it first.
         """
-        with self._job_lock(name):
+        with self._exclusive(name, "delete"):
             with self._lock:
                 connector = self.connectors.get(name)
                 if connector is None and name not in self.broken:
@@ -477,26 +540,51 @@ class JobManager:
                 self.stores.checkpoints.delete(name)
             log.info("job %s deleted", name)
 
-    def stop_all(self, *, drain: bool = True, timeout: float = 30.0) -> None:
+    def stop_all(self, *, drain: bool = True, timeout: float = 30.0) -> list[str]:
         """Stop every job (signals them all first, then waits). Desired states are kept, so
-        the jobs that were running start again with the next process."""
+        the jobs that were running start again with the next process.
+
+        From its first call on, lifecycle operations are refused; the ones already in
+        progress are waited for (up to ``timeout``) before the jobs are stopped, so a job
+        that one of them starts is stopped too.
+
+        Returns:
+            The names of the jobs still running after ``timeout`` (empty when all stopped).
+        """
+        deadline = time.monotonic() + timeout
         with self._lock:
+            self._closing = True
+            while self._busy and self._idle.wait(max(0.0, deadline - time.monotonic())):
+                pass
             connectors = list(self.connectors.values())
-        waits = []
         for connector in connectors:
-            thread = threading.Thread(
-                target=connector.stop, kwargs={"drain": drain, "timeout": timeout}
-            )
-            thread.start()
-            waits.append(thread)
-        for thread in waits:
-            thread.join()
+            connector.stop(drain=drain, timeout=0)  # signal only; waited for below
+        for connector in connectors:
+            connector.wait(max(0.0, deadline - time.monotonic()))
+        return sorted(c.name for c in connectors if c.running)
+
+    def abandon_all(self) -> None:
+        """Stop every job now without draining (a second Ctrl-C); returns at once.
+
+        What was acknowledged and checkpointed stays saved; in-flight events are delivered
+        again by the next run.
+        """
+        with self._lock:
+            self._closing = True
+            connectors = list(self.connectors.values())
+        for connector in connectors:
+            connector.stop(drain=False, timeout=0)  # signal only
 
     def wait_all(self, timeout: float | None = None) -> bool:
         """Wait until every job has finished."""
         with self._lock:
             connectors = list(self.connectors.values())
         return all(c.wait(timeout) for c in connectors)
+
+    def running_jobs(self) -> list[str]:
+        """Names of the jobs whose connector is running now."""
+        with self._lock:
+            return sorted(n for n, c in self.connectors.items() if c.running)
 
     def all_finished(self) -> bool:
         """Whether no job is running any more."""
