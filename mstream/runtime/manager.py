@@ -81,6 +81,8 @@ log = logging.getLogger("mstream.jobs")
 DESIRED_RUNNING = "running"
 DESIRED_STOPPED = "stopped"
 STARTUP_STATES = ("force_from_file", "seed_from_file", "keep")
+RESTART_FROM = ("checkpoint", "beginning")
+"""Where a completed job may be restarted from (``POST /jobs/{name}/restart?from=...``)."""
 
 
 class BrokenJob:
@@ -471,16 +473,28 @@ class JobManager:
             log.info("job %s stopped by request (%s)", name, connector.state)
         return connector
 
-    def restart(self, name: str, *, timeout: float = 30.0) -> Connector:
+    def restart(
+        self, name: str, *, timeout: float = 30.0, start_from: str | None = None
+    ) -> Connector:
         """Stop (draining) and start a job again; it resumes from its checkpoint.
 
         A stored job that could not be restored is validated again (its services may be
-        back).
+        back). A job that has *completed* is run again only when the caller says from
+        where, because running it again may write its events a second time:
+        ``start_from="checkpoint"`` resumes after its last saved position (a job without
+        checkpoints reads its source from the start), ``start_from="beginning"`` deletes
+        its checkpoints first.
 
         Raises:
             NotFoundError: no such job.
-            ConflictError: the job's definition is still invalid, or it did not stop in time.
+            ConfigError: ``start_from`` is neither ``checkpoint`` nor ``beginning``.
+            ConflictError: the job's definition is still invalid, it did not stop in time,
+                or it completed and ``start_from`` is not given.
         """
+        if start_from not in (None, *RESTART_FROM):
+            raise ConfigError(
+                f"from: must be one of {', '.join(RESTART_FROM)} (got {str(start_from)[:40]!r})"
+            )
         with self._exclusive(name, "restart"):
             with self._lock:
                 broken = self.broken.get(name)
@@ -499,18 +513,32 @@ class JobManager:
                     self._origin.setdefault(name, str(broken.record.get("origin", "api")))
             else:
                 old = self.get(name)
+                if old.state == COMPLETED and start_from is None:
+                    raise ConflictError(
+                        f"job {name!r} has completed; running it again may write its events "
+                        "again: restart with from=checkpoint (resume after the last saved "
+                        "position) or from=beginning (forget its checkpoints)"
+                    )
                 if not old.stop(timeout=timeout):
                     raise ConflictError(
                         f"job {name!r} did not stop within {timeout:.0f}s; try again"
                     )
                 definition = old.config
+            if start_from == "beginning":
+                self.stores.checkpoints.delete(name)
             with self._lock:
                 fresh = self._new_connector(definition)
                 self.connectors[name] = fresh
                 self._desired[name] = DESIRED_RUNNING
             self._persist(name)
             fresh.start()
-            log.info("job %s restarted (resumes from its checkpoint)", name)
+            log.info(
+                "job %s restarted (%s)",
+                name,
+                "from the beginning"
+                if start_from == "beginning"
+                else "resumes from its checkpoint",
+            )
         return fresh
 
     def delete(self, name: str, *, keep_checkpoints: bool = False) -> None:
