@@ -54,6 +54,7 @@ class ServiceOptions:
         api_token: bearer token every API call needs (``MSTREAM_API_TOKEN``), if set.
         max_body_size: request bodies above this many bytes get 413.
         stop_timeout: seconds a job may take to drain when stopped.
+        safe_mode: start with every stored job stopped (``mstream --safe-mode``).
         environ: the environment to read keys from (``os.environ`` when omitted).
     """
 
@@ -66,6 +67,7 @@ class ServiceOptions:
     api_token: str | None = None
     max_body_size: int = 1024 * 1024
     stop_timeout: float = 30.0
+    safe_mode: bool = False
     environ: Mapping[str, str] | None = field(default=None, repr=False)
 
     @classmethod
