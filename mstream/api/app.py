@@ -126,11 +126,13 @@ def start_server(app: Application, host: str, port: int) -> tuple[HTTPServer, in
             token (``PermissionError``: an open API on the network is never served).
     """
     ctx = app.settings.get("mstream_context")
-    if not is_loopback(host) and ctx is not None and not ctx.token:
-        raise PermissionError(
-            errno.EACCES,
-            f"an API on the non-loopback address {host or '*'!r} needs MSTREAM_API_TOKEN",
-        )
+    if ctx is not None:
+        ctx.loopback_only = is_loopback(host)
+        if not ctx.loopback_only and not ctx.token:
+            raise PermissionError(
+                errno.EACCES,
+                f"an API on the non-loopback address {host or '*'!r} needs MSTREAM_API_TOKEN",
+            )
     sockets = bind_sockets(
         port, host, family=socket.AF_INET if host and ":" not in host else socket.AF_UNSPEC
     )

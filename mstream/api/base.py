@@ -86,6 +86,7 @@ class ApiContext:
     stop_timeout: float = 30.0
     allowed_origins: frozenset[str] = field(default_factory=lambda: env_list(ENV_ALLOWED_ORIGINS))
     allowed_hosts: frozenset[str] = field(default_factory=lambda: env_list(ENV_ALLOWED_HOSTS))
+    loopback_only: bool | None = None
 
 
 def cap_text(text: str, limit: int = MAX_ERROR_BYTES) -> str:
@@ -95,7 +96,7 @@ def cap_text(text: str, limit: int = MAX_ERROR_BYTES) -> str:
         >>> cap_text("short")
         'short'
         >>> cap_text("x" * 100, 40)
-        'xxxxxxxxxx... [truncated: 100 bytes in all]'
+        'xxxxxxx... [truncated: 100 bytes in all]'
     """
     raw = text.encode("utf-8")
     if len(raw) <= limit:
@@ -248,7 +249,8 @@ class ApiHandler(RequestHandler):
     def cross_site_error(self) -> str | None:
         """Why this request looks cross-site (None when it does not)."""
         local = self._local_address()
-        if local is not None and is_loopback(local[0]):
+        loopback = self.ctx.loopback_only
+        if local is not None and (is_loopback(local[0]) if loopback is None else loopback):
             wrong_host = host_error(self.request.host, local[1], self.ctx.allowed_hosts)
             if wrong_host is not None:
                 return wrong_host
