@@ -1,4 +1,6 @@
 # mstream service image: the REST API and dashboard on 8719, state under /data.
+# The API binds 0.0.0.0, so it always needs a token: pass MSTREAM_API_TOKEN, or read the
+# token mstream generates for the run (and the dashboard URL with it) in `docker logs`.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

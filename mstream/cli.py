@@ -2,12 +2,15 @@
 
 Usage::
 
-    mstream [--config mstream-config.toml] [--exit-when-done]   # run the service + REST API
+    mstream [--config mstream-config.toml] [--exit-when-done] [--safe-mode]  # the service
     mstream validate --config FILE                              # check a config, run nothing
 
 The REST API listens on ``MSTREAM_API_HOST`` (default 127.0.0.1) : ``MSTREAM_API_PORT``
-(default 8719); ``MSTREAM_API_TOKEN`` makes every call but ``GET /health`` need
-``Authorization: Bearer <token>``. ``--api-host``, ``--api-port`` and ``--no-api`` override.
+(default 8719); ``MSTREAM_API_TOKEN`` makes every call but ``GET /``, ``GET /static/*``
+and a minimal ``GET /health`` need ``Authorization: Bearer <token>``. ``--api-host``,
+``--api-port`` and ``--no-api`` override. Bound to a non-loopback address without
+``MSTREAM_API_TOKEN``, the API gets a random token for the run, printed once to stderr
+with the dashboard URL and the ``curl`` header (:func:`mstream.api.access.ensure_token`).
 
 Exit codes: 0 success, 1 a job failed (with ``--exit-when-done``), 2 bad configuration
 (one line per problem on stderr, each naming file, path and what was expected).
@@ -71,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="REST API port (default: MSTREAM_API_PORT or 8719; 0 = any free port)",
     )
+    parser.add_argument(
+        "--safe-mode", action="store_true", help="start with every stored job stopped"
+    )
     parser.add_argument("--no-api", action="store_true", help="run the jobs without the REST API")
     return parser
 
@@ -89,6 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{args.config}: OK ({counts})")
         return 0
     setup_logging(args.log_level)
+    from mstream.api.access import ensure_token
     from mstream.service import ServiceOptions, run_service
 
     try:
@@ -99,7 +106,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             api_host=args.api_host,
             api_port=args.api_port,
             api=False if args.no_api else None,
+            safe_mode=True if args.safe_mode else None,
         )
+        ensure_token(options)
         return asyncio.run(run_service(config, options))
     except MstreamError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -53,6 +53,7 @@ class Client:
     def __init__(self, base: str, token: str | None = None) -> None:
         self.base = base
         self.session = requests.Session()
+        self.session.headers["Content-Type"] = "application/json"
         if token:
             self.session.headers["Authorization"] = f"Bearer {token}"
 

@@ -300,7 +300,7 @@ def test_fuzz_authorised_create_bodies(
         "POST",
         f"{base_url}/{kind}",
         data=json.dumps(body),
-        headers={"Authorization": f"Bearer {TOKEN}"},
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
     )
     SENT["count"] += 1
     check(response, "POST")

@@ -451,6 +451,20 @@ def test_token_dialog_when_the_api_needs_a_token(page: Any, tmp_path: Path) -> N
         svc.stop()
 
 
+def test_token_link_is_kept_for_the_tab_and_stripped_from_the_address(
+    page: Any, tmp_path: Path
+) -> None:
+    svc = start(tmp_path, token=TOKEN)
+    try:
+        page.get(f"{svc.url}/?token={TOKEN}#/")
+        one(page, '#jobs-table tr[data-job="live"]')
+        assert not css(page, "#token-dialog[open]")
+        assert TOKEN not in page.current_url
+        assert page.execute_script("return sessionStorage.getItem('mstream.api-token')") == TOKEN
+    finally:
+        svc.stop()
+
+
 def test_cancelled_token_dialog_offers_to_ask_again(page: Any, tmp_path: Path) -> None:
     svc = start(tmp_path, token=TOKEN)
     try:

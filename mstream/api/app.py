@@ -11,6 +11,8 @@ Example:
 
 from __future__ import annotations
 
+import errno
+import logging
 import socket
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.web import Application, RequestHandler
 
+from mstream.api.access import is_loopback, mask_token_query
 from mstream.api.base import DISCARD_LIMIT, ApiContext
 from mstream.api.handlers import (
     HealthHandler,
@@ -33,7 +36,10 @@ from mstream.api.handlers import (
     RootHandler,
     ServiceHandler,
     ServicesHandler,
+    StaticHandler,
 )
+
+access_log = logging.getLogger("tornado.access")
 
 ROUTES: list[tuple[str, type[RequestHandler]]] = [
     ("/", RootHandler),
@@ -61,6 +67,25 @@ def dashboard_dir() -> Path | None:
     return Path(static) if static is not None and Path(static).is_dir() else None
 
 
+def log_request(handler: RequestHandler) -> None:
+    """One access-log line per request: status, method, URI (``token=`` masked), time.
+
+    Headers (``Authorization`` included) are never logged.
+    """
+    status = handler.get_status()
+    level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+    request = handler.request
+    access_log.log(
+        level,
+        "%d %s %s (%s) %.2fms",
+        status,
+        request.method,
+        mask_token_query(request.uri or ""),
+        request.remote_ip,
+        1000.0 * request.request_time(),
+    )
+
+
 def make_app(ctx: ApiContext, *, static_dir: Path | None = None, **settings: Any) -> Application:
     """The Tornado application of the REST API.
 
@@ -70,8 +95,6 @@ def make_app(ctx: ApiContext, *, static_dir: Path | None = None, **settings: Any
             files they are served under ``/static/``.
         settings: extra Tornado application settings.
     """
-    from tornado.web import StaticFileHandler
-
     static = static_dir if static_dir is not None else dashboard_dir()
     handlers: list[Any] = []
     for path, handler in ROUTES:
@@ -81,13 +104,16 @@ def make_app(ctx: ApiContext, *, static_dir: Path | None = None, **settings: Any
             kwargs["static_dir"] = static
         handlers.append((pattern, handler, kwargs))
     if static is not None:
-        handlers.append((r"/static/(.*)", StaticFileHandler, {"path": str(static)}))
+        folder = static.resolve()
+        handlers.append((r"/static/(.*)", StaticHandler, {"ctx": ctx, "static_dir": folder}))
     return Application(
         handlers,
         default_handler_class=NotFoundHandler,
         default_handler_args={"ctx": ctx},
         compress_response=False,
         serve_traceback=False,
+        log_function=log_request,
+        mstream_context=ctx,
         **settings,
     )
 
@@ -96,8 +122,17 @@ def start_server(app: Application, host: str, port: int) -> tuple[HTTPServer, in
     """Listen on ``host:port`` (port 0 picks a free one); returns the server and its port.
 
     Raises:
-        OSError: the address cannot be bound.
+        OSError: the address cannot be bound, or it is not loopback and the API has no
+            token (``PermissionError``: an open API on the network is never served).
     """
+    ctx = app.settings.get("mstream_context")
+    if ctx is not None:
+        ctx.loopback_only = is_loopback(host)
+        if not ctx.loopback_only and not ctx.token:
+            raise PermissionError(
+                errno.EACCES,
+                f"an API on the non-loopback address {host or '*'!r} needs MSTREAM_API_TOKEN",
+            )
     sockets = bind_sockets(
         port, host, family=socket.AF_INET if host and ":" not in host else socket.AF_UNSPEC
     )

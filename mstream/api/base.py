@@ -32,6 +32,15 @@ from typing import Any, TypeVar
 from tornado.ioloop import IOLoop
 from tornado.web import HTTPError, RequestHandler, stream_request_body
 
+from mstream.api.access import (
+    ENV_ALLOWED_HOSTS,
+    ENV_ALLOWED_ORIGINS,
+    content_type_error,
+    env_list,
+    host_error,
+    is_loopback,
+    origin_error,
+)
 from mstream.errors import ConfigError, ConflictError, MstreamError, NotFoundError, StoreError
 from mstream.registry import mask_text
 from mstream.runtime import JobManager
@@ -42,6 +51,8 @@ T = TypeVar("T")
 
 DEFAULT_MAX_BODY = 1024 * 1024
 """Request bodies above this many bytes get 413."""
+MAX_ERROR_BYTES = 8 * 1024
+"""Error messages echoed in an answer are cut to this many bytes (with a visible mark)."""
 DISCARD_LIMIT = 64 * 1024 * 1024
 """Up to this size an oversized body is read and discarded (so the client reads the 413);
 beyond it the connection is closed after the 413."""
@@ -54,8 +65,12 @@ class ApiContext:
     Attributes:
         manager: the job manager (jobs, services, stores).
         executor: where blocking work (stop, restart, store I/O) runs, off the IOLoop.
-        token: when set, every call except ``GET /health`` and ``GET /`` needs
-            ``Authorization: Bearer <token>``.
+        token: when set, every call except ``GET /``, ``GET /static/*`` and the minimal
+            ``GET /health`` needs ``Authorization: Bearer <token>``.
+        allowed_origins: origins besides the API's own that may call it
+            (``MSTREAM_API_ALLOWED_ORIGINS``, comma separated).
+        allowed_hosts: ``Host`` names besides loopback that a loopback-bound API answers
+            (``MSTREAM_API_ALLOWED_HOSTS``, comma separated).
         max_body_size: request bodies above this many bytes get 413.
         started_at: when the service started (seconds since the epoch).
         stop_timeout: seconds a stop or restart may take to drain.
@@ -69,6 +84,26 @@ class ApiContext:
     max_body_size: int = DEFAULT_MAX_BODY
     started_at: float = field(default_factory=time.time)
     stop_timeout: float = 30.0
+    allowed_origins: frozenset[str] = field(default_factory=lambda: env_list(ENV_ALLOWED_ORIGINS))
+    allowed_hosts: frozenset[str] = field(default_factory=lambda: env_list(ENV_ALLOWED_HOSTS))
+    loopback_only: bool | None = None
+
+
+def cap_text(text: str, limit: int = MAX_ERROR_BYTES) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes, with a mark saying how much was cut.
+
+    Example:
+        >>> cap_text("short")
+        'short'
+        >>> cap_text("x" * 100, 40)
+        'xxxxxxx... [truncated: 100 bytes in all]'
+    """
+    raw = text.encode("utf-8")
+    if len(raw) <= limit:
+        return text
+    mark = f"... [truncated: {len(raw)} bytes in all]"
+    head = raw[: max(0, limit - len(mark.encode("utf-8")))].decode("utf-8", "ignore")
+    return head + mark
 
 
 class ApiError(HTTPError):
@@ -192,10 +227,50 @@ class ApiHandler(RequestHandler):
                 setattr(cls, method, _guarded(cls.__dict__[method]))
 
     def early_error(self) -> ApiError | None:
-        """An error known from the headers alone (a subclass may add its own)."""
-        if self.ctx.token and not self.open_access and not self._token_ok():
+        """An error known from the headers alone (a subclass may add its own).
+
+        In order: a foreign ``Host`` on a loopback-bound API or a foreign ``Origin`` (403),
+        a missing or wrong token (401), a write whose body is not JSON (415).
+        """
+        refused = self.cross_site_error()
+        if refused is not None:
+            return ApiError(403, refused)
+        if self.ctx.token and not self.open_access and not self.authenticated():
             return ApiError(401, "missing or wrong bearer token (Authorization: Bearer <token>)")
-        return None
+        headers = self.request.headers
+        has_body = headers.get("Content-Length", "0").strip() not in ("", "0") or (
+            "Transfer-Encoding" in headers
+        )
+        wrong_type = content_type_error(
+            self.request.method or "", headers.get("Content-Type"), has_body
+        )
+        return ApiError(415, wrong_type) if wrong_type is not None else None
+
+    def cross_site_error(self) -> str | None:
+        """Why this request looks cross-site (None when it does not)."""
+        local = self._local_address()
+        loopback = self.ctx.loopback_only
+        if local is not None and (is_loopback(local[0]) if loopback is None else loopback):
+            wrong_host = host_error(self.request.host, local[1], self.ctx.allowed_hosts)
+            if wrong_host is not None:
+                return wrong_host
+        origin = self.request.headers.get("Origin")
+        if origin is None:
+            return None
+        own = f"{self.request.protocol}://{self.request.host}"
+        return origin_error(origin, own, self.ctx.allowed_origins)
+
+    def _local_address(self) -> tuple[str, int] | None:
+        stream = getattr(self.request.connection, "stream", None)
+        sock = getattr(stream, "socket", None)
+        if sock is None:
+            return None
+        address = sock.getsockname()
+        return str(address[0]), int(address[1])
+
+    def authenticated(self) -> bool:
+        """Whether the request may see everything: no token is set, or it carries it."""
+        return not self.ctx.token or self._token_ok()
 
     def prepare(self) -> None:
         """Check the token and the declared body size before the body is read.
@@ -331,9 +406,9 @@ class ApiHandler(RequestHandler):
         if status_code == 405:
             allowed = [m for m in ("GET", "POST", "DELETE") if self._implements(m)]
             self.set_header("Allow", ", ".join(allowed))
-        error: dict[str, Any] = {"status": status_code, "message": message}
+        error: dict[str, Any] = {"status": status_code, "message": cap_text(str(message))}
         if fields:
-            error["fields"] = fields
+            error["fields"] = {cap_text(k, 256): cap_text(str(v)) for k, v in fields.items()}
         self.finish(dumps({"error": error}))
 
     def _implements(self, method: str) -> bool:

@@ -11,6 +11,8 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import mimetypes
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -66,7 +68,11 @@ class RootHandler(ApiHandler):
 
 
 class HealthHandler(ApiHandler):
-    """``GET /health``: 200 when the loop and the stores answer, 503 otherwise."""
+    """``GET /health``: 200 when the loop and the stores answer, 503 otherwise.
+
+    Open to probes without the token, but then only ``{"status": "ok"}`` (or a bare 503):
+    uptime, job states and store errors need the token when one is set.
+    """
 
     open_access = True
 
@@ -82,8 +88,13 @@ class HealthHandler(ApiHandler):
         try:
             await asyncio.wait_for(self.blocking(probe), timeout=5.0)
         except (ApiError, TimeoutError) as exc:
+            if not self.authenticated():
+                raise ApiError(503, "unhealthy") from None
             reason = exc.message if isinstance(exc, ApiError) else "stores did not answer within 5s"
             raise ApiError(503, f"unhealthy: {reason}") from None
+        if not self.authenticated():
+            self.send_json({"status": "ok"})
+            return
         states: dict[str, int] = {}
         for job in self.manager.list_jobs():
             states[job["state"]] = states.get(job["state"], 0) + 1
@@ -223,6 +234,38 @@ class ServiceHandler(ApiHandler):
         self.set_status(204)
         self.clear_header("Content-Type")
         self.finish()
+
+
+class StaticHandler(ApiHandler):
+    """``GET /static/{name}``: one file of the dashboard's folder (no sub-folders).
+
+    Open without the token: a browser loads ``<script src>`` and stylesheets without an
+    ``Authorization`` header and the dashboard's CSP forbids inline code; these files are
+    the public dashboard code and hold no data. Odd names (``%00``, ``..``, slashes, over
+    100 characters) get 400, unknown ones 404, both as JSON.
+    """
+
+    open_access = True
+    NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+
+    def initialize(self, ctx: Any, static_dir: Path | None = None) -> None:
+        """Receive the context and the dashboard's folder."""
+        super().initialize(ctx)
+        self.static_dir = static_dir
+
+    def get(self, name: str) -> None:
+        """Serve the file."""
+        if not self.NAME.fullmatch(name) or ".." in name:
+            raise ApiError(400, "bad static file name", {"name": f"got {name[:40]!r}"})
+        path = self.static_dir / name if self.static_dir is not None else None
+        if path is None or not path.is_file() or path.resolve().parent != self.static_dir:
+            raise ApiError(404, f"no such static file: {name}")
+        kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        self.set_header(
+            "Content-Type", kind if kind.startswith("image/") else f"{kind}; charset=utf-8"
+        )
+        self.set_header("Cache-Control", "no-cache")
+        self.finish(path.read_bytes())
 
 
 class NotFoundHandler(ApiHandler):

@@ -34,7 +34,12 @@ _NAME_PARAM: dict[str, Any] = {
     "required": True,
     "schema": {"type": "string", "pattern": _NAME_PATTERN},
 }
-_AUTH_ERRORS = {"401": _error("Missing or wrong bearer token (when MSTREAM_API_TOKEN is set).")}
+_AUTH_ERRORS = {
+    "401": _error("Missing or wrong bearer token (when MSTREAM_API_TOKEN is set)."),
+    "403": _error(
+        "Cross-site request refused: a foreign Origin, or a foreign Host on a loopback API."
+    ),
+}
 
 _STEP = {
     "type": "object",
@@ -193,7 +198,8 @@ _DOCUMENT: dict[str, Any] = {
         },
         "/health": {
             "get": {
-                "summary": "Liveness: 200 when the IOLoop and the stores answer",
+                "summary": "Liveness: 200 when the IOLoop and the stores answer "
+                "(uptime and job states only with the token, when one is set)",
                 "security": [],
                 "responses": {
                     "200": _json(_ref("Health"), "Healthy"),
@@ -446,6 +452,14 @@ _DOCUMENT: dict[str, Any] = {
         },
     },
 }
+
+
+for _operations in _DOCUMENT["paths"].values():
+    for _method in ("post", "delete"):
+        if _method in _operations:
+            _operations[_method]["responses"]["415"] = _error(
+                "A body sent without Content-Type: application/json."
+            )
 
 
 def openapi_document() -> dict[str, Any]:

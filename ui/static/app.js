@@ -15,6 +15,21 @@ const HISTORY_POINTS = 40; // throughput samples kept per job for the sparklines
 const STOPPABLE = new Set(["created", "running"]);
 const DELETABLE = new Set(["stopped", "completed", "failed"]);
 
+/**
+ * A `?token=` in the address (the link mstream prints when it generated a token) goes to
+ * sessionStorage and is stripped from the address bar, so it stays out of the history,
+ * bookmarks and screenshots.
+ */
+function adoptTokenFromUrl() {
+  const url = new URL(window.location.href);
+  const token = url.searchParams.get("token");
+  if (token === null) return;
+  if (token) sessionStorage.setItem(TOKEN_KEY, token);
+  url.searchParams.delete("token");
+  window.history.replaceState(null, "", url.pathname + url.search + url.hash);
+}
+adoptTokenFromUrl();
+
 // ---------------------------------------------------------------------------------------
 // DOM helpers
 
