@@ -147,3 +147,41 @@ def test_safe_mode_starts_no_stored_job_and_keeps_desired_states(tmp_path: Path)
             10,
             "the job running again after a normal start",
         )
+
+
+def test_restarting_a_completed_job_asks_from_where(tmp_path: Path) -> None:
+    with ServiceThread(config(tmp_path), options()) as service:
+        url = service.url
+        post = requests.post(
+            f"{url}/services",
+            data=json.dumps({"name": "fifty", "provider": "generator", "count": 50}),
+            headers=JSON,
+            timeout=30,
+        )
+        assert post.status_code == 201, post.text
+        definition = job("once") | {
+            "source": {"service_name": "fifty", "resource": "counter", "output_encoding": "json"}
+        }
+        created = requests.post(
+            f"{url}/jobs", data=json.dumps(definition), headers=JSON, timeout=30
+        )
+        assert created.status_code == 201, created.text
+        wait_for(
+            lambda: listed_state(requests.Session(), url, "once") == "completed", 20, "completion"
+        )
+        out = tmp_path / "out" / "once.jsonl"
+        assert len(out.read_text().splitlines()) == 50
+
+        again = requests.post(f"{url}/jobs/once/restart", headers=JSON, timeout=30)
+        assert again.status_code == 409, again.text
+        assert "from=checkpoint" in again.json()["error"]["message"]
+        bogus = requests.post(f"{url}/jobs/once/restart?from=yesterday", headers=JSON, timeout=30)
+        assert bogus.status_code == 400, bogus.text
+        assert "from" in bogus.json()["error"]["fields"]
+        assert len(out.read_text().splitlines()) == 50  # nothing written again
+
+        fresh = requests.post(f"{url}/jobs/once/restart?from=beginning", headers=JSON, timeout=30)
+        assert fresh.status_code == 200, fresh.text
+        wait_for(
+            lambda: len(out.read_text().splitlines()) == 100, 20, "the job read from the beginning"
+        )

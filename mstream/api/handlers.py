@@ -169,9 +169,12 @@ class JobRestartHandler(ApiHandler):
     """``POST /jobs/{name}/restart``: stop (draining) and start again from the checkpoint."""
 
     async def post(self, name: str) -> None:
-        """Restart and return the job."""
+        """Restart and return the job (``?from=checkpoint|beginning`` for a completed one)."""
         self.call(self.manager.describe, name, definition=False)
-        await self.blocking(self.manager.restart, name, timeout=self.ctx.stop_timeout)
+        start_from = self.get_query_argument("from", None)
+        await self.blocking(
+            self.manager.restart, name, timeout=self.ctx.stop_timeout, start_from=start_from
+        )
         self.send_json(self.call(self.manager.describe, name))
 
 

@@ -298,11 +298,25 @@ _DOCUMENT: dict[str, Any] = {
             "parameters": [_NAME_PARAM],
             "post": {
                 "summary": "Restart; resumes from the last checkpoint",
+                "parameters": [
+                    {
+                        "name": "from",
+                        "in": "query",
+                        "description": "Needed to run a completed job again: `checkpoint` "
+                        "resumes after its last saved position, `beginning` forgets its "
+                        "checkpoints first.",
+                        "schema": {"type": "string", "enum": ["checkpoint", "beginning"]},
+                    }
+                ],
                 "responses": {
                     "200": _json(_ref("JobDetail"), "Restarted"),
+                    "400": _error("`from` is not checkpoint or beginning"),
                     **_AUTH_ERRORS,
                     "404": _error("No such job"),
-                    "409": _error("The job cannot run or did not stop in time"),
+                    "409": _error(
+                        "The job cannot run, did not stop in time, is busy with another "
+                        "operation, or completed and `from` is missing"
+                    ),
                 },
             },
         },
