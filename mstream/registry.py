@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -40,11 +39,11 @@ from typing import Any
 from mstream.config.model import ServiceConfig
 from mstream.crypto import Cipher, DecryptError, TamperedError, WrongKeyError
 from mstream.errors import ConflictError, NotFoundError, StoreError
+from mstream.masking import MASK, mask_and_cap, mask_connection_string, mask_text
 from mstream.stores import MemoryServiceStore, ServiceStore
 
 log = logging.getLogger("mstream.registry")
 
-MASK = "****"
 SECRET_KEY_PARTS = (
     "password",
     "secret",
@@ -54,11 +53,6 @@ SECRET_KEY_PARTS = (
     "api_key",
     "credentials",
 )
-_SECRET_QUERY = re.compile(
-    r"(?P<head>[?&;][^=&#\s]*(?:password|secret|token)[^=&#\s]*=)(?P<value>[^&#\s]*)",
-    re.IGNORECASE,
-)
-_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>]+")
 
 
 def is_secret_key(key: str) -> bool:
@@ -70,44 +64,6 @@ def is_secret_key(key: str) -> bool:
     """
     lowered = key.lower()
     return any(part in lowered for part in SECRET_KEY_PARTS)
-
-
-def mask_connection_string(value: str) -> str:
-    """Hide the password of ``scheme://user:password@host`` and secret query parameters.
-
-    Example:
-        >>> mask_connection_string("mongodb+srv://u:p%40ss@c0.example.net/db?authSource=admin")
-        'mongodb+srv://u:****@c0.example.net/db?authSource=admin'
-        >>> mask_connection_string("https://h/x?api_token=abc&x=1")
-        'https://h/x?api_token=****&x=1'
-        >>> mask_connection_string("localhost:9092")
-        'localhost:9092'
-    """
-    out = value
-    start = out.find("://")
-    if start >= 0:
-        rest = out[start + 3 :]
-        at = rest.rfind("@")
-        if at >= 0:
-            userinfo = rest[:at]
-            if ":" in userinfo:
-                user = userinfo.split(":", 1)[0]
-                out = f"{out[: start + 3]}{user}:{MASK}{rest[at:]}"
-    return _SECRET_QUERY.sub(lambda m: m.group("head") + MASK, out)
-
-
-def mask_text(text: str, secrets: Iterable[str] = ()) -> str:
-    """Mask URL credentials anywhere in free text, and the given secret values.
-
-    Example:
-        >>> mask_text("cannot connect to mongodb://a:b@h:1 (password xyz123)", ["xyz123"])
-        'cannot connect to mongodb://a:****@h:1 (password ****)'
-    """
-    out = _URL_IN_TEXT.sub(lambda m: mask_connection_string(m.group(0)), text)
-    for secret in secrets:
-        if secret and secret in out:
-            out = out.replace(secret, MASK)
-    return out
 
 
 def _mask_value(value: Any) -> Any:
@@ -205,6 +161,10 @@ class ServiceRegistry:
         self._origin: dict[str, str] = {}
         self._created: dict[str, float] = {}
         self._secrets: set[str] = set()
+        # what the log filter reads on every record, from any thread, without a lock:
+        # an immutable snapshot swapped whenever the secrets change
+        self._secret_snapshot: frozenset[str] = frozenset()
+        self._pending: set[str] = set()  # names whose store write is in progress
         self._lock = threading.RLock()
 
     @classmethod
@@ -277,6 +237,7 @@ class ServiceRegistry:
         self._origin[service.name] = origin
         self._created[service.name] = created
         _collect_secrets(service.options, secret_fields_of(service.provider), self._secrets)
+        self._secret_snapshot = frozenset(self._secrets)
 
     def _persist(self, service: ServiceConfig, origin: str, created: float) -> None:
         record = {"service": service.to_dict(), "origin": origin, "created_at": created}
@@ -308,12 +269,20 @@ class ServiceRegistry:
         Raises:
             ConflictError: a service with that name exists and ``replace`` is false.
         """
-        with self._lock:
+        with self._lock:  # reserve the name; the store is written outside the lock
+            if service.name in self._pending:
+                raise ConflictError(f"service {service.name!r} is being changed; try again")
             if service.name in self._services and not replace:
                 raise ConflictError(f"service {service.name!r} already exists")
             created = self._created.get(service.name) or time.time()
+            self._pending.add(service.name)
+        try:
             self._persist(service, origin, created)
-            self._remember(service, origin, created)
+            with self._lock:
+                self._remember(service, origin, created)
+        finally:
+            with self._lock:
+                self._pending.discard(service.name)
         log.info("service %s (%s) saved", service.name, service.provider)
 
     def remove(self, name: str) -> ServiceConfig:
@@ -322,12 +291,20 @@ class ServiceRegistry:
         Raises:
             NotFoundError: no such service.
         """
-        with self._lock:
+        with self._lock:  # reserve the name; the store is written outside the lock
             service = self.get(name)
+            if name in self._pending:
+                raise ConflictError(f"service {name!r} is being changed; try again")
+            self._pending.add(name)
+        try:
             self.store.delete(name)
-            del self._services[name]
-            self._origin.pop(name, None)
-            self._created.pop(name, None)
+            with self._lock:
+                del self._services[name]
+                self._origin.pop(name, None)
+                self._created.pop(name, None)
+        finally:
+            with self._lock:
+                self._pending.discard(name)
         log.info("service %s removed", name)
         return service
 
@@ -362,14 +339,17 @@ class ServiceRegistry:
         service = self.get(name)
         return {**mask_service(service), "origin": self.origin(name)}
 
-    def secret_values(self) -> set[str]:
-        """Every secret value the registry has seen (for the log filter)."""
-        with self._lock:
-            return set(self._secrets)
+    def secret_values(self) -> frozenset[str]:
+        """Every secret value the registry has seen (an immutable snapshot; no lock)."""
+        return self._secret_snapshot
 
 
 class SecretLogFilter(logging.Filter):
-    """A logging filter that masks URL credentials and the registry's secret values.
+    """A logging filter that masks URL credentials and the registry's secret values, and
+    caps each record at :data:`~mstream.masking.MAX_MESSAGE_CHARS` (with a mark).
+
+    It runs on every record from every thread, so it takes no lock: it reads the
+    registry's immutable snapshot of secret values, and masking is linear in the text.
 
     Example:
         >>> svc = ServiceConfig("k", "kafka", {"sasl.password": "pw-123"})
@@ -389,13 +369,13 @@ class SecretLogFilter(logging.Filter):
             message = record.getMessage()
         except Exception:  # a malformed record is logging's problem, not ours
             return True
-        secrets = self.registry.secret_values() if self.registry is not None else ()
-        masked = mask_text(message, secrets)
+        secrets = self.registry.secret_values() if self.registry is not None else frozenset()
+        masked = mask_and_cap(message, secrets)
         if masked != message:
             record.msg = masked
             record.args = ()
         if record.exc_info and not record.exc_text:
-            record.exc_text = mask_text(
+            record.exc_text = mask_and_cap(
                 logging.Formatter().formatException(record.exc_info), secrets
             )
         return True
