@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop, PeriodicCallback
 
+from mstream import file_access
 from mstream.config.model import Config
 from mstream.crypto import ENV_KEY, ENV_KEY_FILE, Cipher, load_key
 from mstream.errors import ConfigError
@@ -125,6 +126,24 @@ def open_stores(config: Config, data_dir: str | None = None) -> Stores:
     return Stores.from_config(config, directory)
 
 
+def file_policy(config: Config, data_dir: str | None = None) -> file_access.FileAccessPolicy:
+    """The file access policy of a service: ``[system] file_roots`` (or the start directory
+    and the config file's ``base_dir`` values), with the key file, the data directory and
+    the config file protected."""
+    env = os.environ
+    return file_access.FileAccessPolicy.for_service(
+        file_roots=config.system.file_roots,
+        config_base_dirs=[
+            s.options["base_dir"]
+            for s in config.services
+            if s.provider == "file" and s.options.get("base_dir")
+        ],
+        key_file=env.get(ENV_KEY_FILE) or config.system.encryption_key_path,
+        data_dir=data_dir or env.get("MSTREAM_DATA_DIR") or config.system.data_dir,
+        config_path=config.path,
+    )
+
+
 def open_registry(
     config: Config, stores: Stores, environ: Mapping[str, str] | None = None
 ) -> ServiceRegistry:
@@ -199,6 +218,7 @@ class Service:
         """
         loop = IOLoop.current()
         opts = self.options
+        file_access.install(file_policy(self.config, opts.data_dir))
         self.stores = await loop.run_in_executor(
             self.executor, open_stores, self.config, opts.data_dir
         )
@@ -289,6 +309,7 @@ class Service:
         if self.stores is not None:
             await loop.run_in_executor(self.executor, self.stores.close)
             self.stores = None
+        file_access.install(file_access.FileAccessPolicy())
         if self._log_filter is not None:
             for handler in logging.getLogger().handlers:
                 handler.removeFilter(self._log_filter)

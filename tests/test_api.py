@@ -29,7 +29,11 @@ def make_config(tmp: Path, extra: dict[str, Any] | None = None) -> Any:
     """A config with no jobs, state and key under ``tmp``."""
     raw: dict[str, Any] = {
         "services": [{"name": "files", "provider": "file", "base_dir": str(tmp / "out")}],
-        "system": {"data_dir": str(tmp / "data"), "encryption_key_path": str(tmp / "mstream.key")},
+        "system": {
+            "data_dir": str(tmp / "data"),
+            "encryption_key_path": str(tmp / "mstream.key"),
+            "file_roots": [str(tmp)],
+        },
     }
     raw.update(extra or {})
     return parse_config(raw, "test.toml", {})

@@ -226,6 +226,7 @@ sinks = [{{ service_name = "files", resource = "a.jsonl", output_encoding = "jso
 [system]
 data_dir = "{tmp_path / "data"}"
 encryption_key_path = "{tmp_path / "mstream.key"}"
+file_roots = ["{tmp_path}"]
 """
     )
     env = {**os.environ, "MSTREAM_API_PORT": "0", "MSTREAM_LOG": "info"}

@@ -161,6 +161,7 @@ class SystemConfig:
     job_lifecycle: StoreRef | None = None
     startup_state: str = "seed_from_file"
     service_lifecycle: StoreRef | None = None
+    file_roots: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -183,6 +183,7 @@ class SystemSchema(StrictSchema):
 
     encryption_key_path = fields.String(load_default="./mstream.key")
     data_dir = fields.String(load_default="./mstream-data")
+    file_roots = fields.List(fields.String(validate=validate.Length(min=1)), load_default=None)
     checkpoints = fields.Nested(StoreRefSchema, load_default=None)
     job_lifecycle = fields.Nested(JobLifecycleSchema, load_default=None)
     service_lifecycle = fields.Nested(StoreRefSchema, load_default=None)
@@ -478,6 +479,7 @@ def parse_system(
         job_lifecycle=job_ref,
         startup_state=lifecycle["startup_state"],
         service_lifecycle=refs["service_lifecycle"],
+        file_roots=tuple(data["file_roots"]) if data["file_roots"] is not None else None,
     )
 
 

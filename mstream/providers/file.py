@@ -8,7 +8,9 @@ service is a file service reads the Avro schema (``.avsc`` JSON) at ``resource``
 Service options: ``base_dir`` (resources are resolved inside it and may not leave it),
 ``follow`` (source: keep reading lines appended after the end, like ``tail -f``),
 ``poll_interval_ms`` (how often a following source looks for new lines), ``fsync`` (sink:
-fsync after every write). Sink step option ``batch_layout``: ``lines`` (default; a batch is
+fsync after every write), ``max_line_bytes`` (source: a longer line is dead-lettered with
+its reason and its first KiB, never read into memory whole; default 16 MiB). Every path is
+also checked against the file access policy (:mod:`mstream.file_access`). Sink step option ``batch_layout``: ``lines`` (default; a batch is
 written as one line per event) or ``array`` (a batch is one line holding the array).
 
 The source's checkpoint is the byte offset after the last line whose every predecessor
@@ -38,11 +40,39 @@ from typing import IO, Any
 import orjson
 from marshmallow import Schema, fields, validate
 
+from mstream import file_access
 from mstream.config.model import ServiceConfig, StepConfig
 from mstream.core import Batch, Event, PositionTracker
 from mstream.encodings import AvroSchema, encode_batch
-from mstream.errors import ConfigError, DeliveryError
+from mstream.errors import ConfigError, DecodeError, DeliveryError
 from mstream.providers.base import Emit, ProviderSpec, Source, StepContext, SyncSink
+
+DEFAULT_MAX_LINE_BYTES = 16 * 1024 * 1024
+"""A source line longer than this is dead-lettered (its first KiB kept), never read whole."""
+_KEPT_OF_OVERSIZED = 1024
+_SKIP_CHUNK = 1024 * 1024
+
+
+class OversizedLine(Event):
+    """A line over ``max_line_bytes``: only its start is kept, and it never decodes, so the
+    pipeline's first conversion dead-letters it with the reason (even with
+    ``verify_payloads = false``: its encoding matches no other)."""
+
+    def __init__(self, start: bytes, length: int, limit: int, offset: int, ack: Any) -> None:
+        super().__init__(start, "oversized-line", metadata={"offset": offset}, ack=ack)
+        self.reason = (
+            f"line of {length:,} bytes or more ending at offset {offset:,} is longer than "
+            f"max_line_bytes ({limit:,}); its first {len(start):,} bytes are kept"
+        )
+
+    @property
+    def doc(self) -> Any:
+        """Never decodes: raises the reason."""
+        raise DecodeError(self.reason)
+
+    def converted(self, encoding: str, schema: AvroSchema | None = None) -> Event:
+        """Never converts: raises the reason."""
+        raise DecodeError(self.reason)
 
 
 class FileServiceSchema(Schema):
@@ -57,6 +87,11 @@ class FileServiceSchema(Schema):
     chunk_size = fields.Integer(
         load_default=500, strict=True, validate=validate.Range(min=1, max=100_000)
     )
+    max_line_bytes = fields.Integer(
+        load_default=DEFAULT_MAX_LINE_BYTES,
+        strict=True,
+        validate=validate.Range(min=16, max=1024 * 1024 * 1024),
+    )
 
 
 class FileStepSchema(Schema):
@@ -69,21 +104,24 @@ class FileStepSchema(Schema):
 
 
 def resolve_path(service: ServiceConfig, resource: str) -> Path:
-    """The file a resource names, kept inside ``base_dir`` when one is set.
+    """The file a resource names, kept inside ``base_dir`` when one is set, and allowed by
+    the file access policy (:mod:`mstream.file_access`): inside the file roots and never
+    one of mstream's own files. Called again right before each open.
 
     Raises:
-        ConfigError: the resource leaves ``base_dir``.
+        ConfigError: the resource leaves ``base_dir``, the roots, or is protected.
     """
     base = service.options.get("base_dir")
+    field = f"service {service.name!r}: resource"
     if not base:
-        return Path(resource)
+        return file_access.current().check(resource, field)
     root = Path(base).resolve()
     path = (root / resource).resolve()
     if path != root and root not in path.parents:
         raise ConfigError(
             f"service {service.name!r}: resource {resource!r} is outside base_dir {base!r}"
         )
-    return path
+    return file_access.current().check(path, field)
 
 
 class FileSource(Source):
@@ -101,10 +139,13 @@ class FileSource(Source):
         self.tracker = PositionTracker()
         self.checkpointing = ctx.checkpointing
         self.resource = step.resource
+        self.service = service
+        self.max_line_bytes: int = service.options.get("max_line_bytes", DEFAULT_MAX_LINE_BYTES)
 
     def run(self, emit: Emit, stopping: threading.Event) -> None:
         """Emit the file's lines (then wait for more when following)."""
         try:
+            self.path = resolve_path(self.service, self.resource)  # again, at open time
             handle = self.path.open("rb")
         except OSError as exc:
             raise DeliveryError(f"cannot open {self.resource!r}: {exc.strerror}") from None
@@ -115,22 +156,36 @@ class FileSource(Source):
             tracker = self.tracker if self.checkpointing else None
             while not stopping.is_set():
                 events: list[Event] = []
-                lines = handle.readlines(self.chunk_size * 128)
-                if not lines:
-                    if not self.follow:
-                        return
-                    stopping.wait(self.poll)
-                    continue
-                for raw in lines:
+                at_end = False
+                while len(events) < self.chunk_size:
+                    raw = handle.readline(self.max_line_bytes + 1)
+                    if not raw:
+                        at_end = True
+                        break
+                    if len(raw) > self.max_line_bytes and not raw.endswith(b"\n"):
+                        length, complete = self._skip_rest(handle, len(raw))
+                        if self.follow and not complete:
+                            handle.seek(offset)  # still being written: read it again later
+                            at_end = True
+                            break
+                        offset += length
+                        ack = _acker(tracker, tracker.add({"offset": offset})) if tracker else None
+                        events.append(
+                            OversizedLine(
+                                raw[:_KEPT_OF_OVERSIZED], length, self.max_line_bytes, offset, ack
+                            )
+                        )
+                        continue
                     if self.follow and not raw.endswith(b"\n"):
                         handle.seek(offset)  # a line still being written: read it again later
+                        at_end = True
                         break
                     offset += len(raw)
                     line = raw.strip()
                     if not line:
                         continue
                     payload = base64.b64decode(line) if binary else line
-                    ack: Any = None
+                    ack = None
                     if tracker is not None:
                         ack = _acker(tracker, tracker.add({"offset": offset}))
                     events.append(
@@ -138,8 +193,26 @@ class FileSource(Source):
                     )
                 if events:
                     emit(events)
-                elif self.follow:
+                elif at_end:
+                    if not self.follow:
+                        return
                     stopping.wait(self.poll)
+
+    @staticmethod
+    def _skip_rest(handle: IO[bytes], read: int) -> tuple[int, bool]:
+        """Skip the rest of an oversized line in bounded chunks.
+
+        Returns:
+            The line's length in bytes (with its newline) and whether it ended.
+        """
+        length = read
+        while True:
+            chunk = handle.readline(_SKIP_CHUNK)
+            length += len(chunk)
+            if not chunk:
+                return length, False
+            if chunk.endswith(b"\n"):
+                return length, True
 
     def position(self) -> Any:
         """``{"offset": n}``: the byte offset after the last fully delivered line."""
@@ -159,11 +232,13 @@ class FileSink(SyncSink):
         self.fsync: bool = service.options.get("fsync", False)
         self.layout: str = step.options.get("batch_layout", "lines")
         self.resource = step.resource
+        self.service = service
         self._handle: IO[bytes] | None = None
         self._lock = threading.Lock()
 
     def open(self) -> None:
         """Open the file for appending (creating folders as needed)."""
+        self.path = resolve_path(self.service, self.resource)  # again, at open time
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._handle = self.path.open("ab")

@@ -61,6 +61,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+from mstream import file_access
 from mstream.config.model import Config, ConnectorConfig, ServiceConfig
 from mstream.config.schema import parse_connector, parse_service
 from mstream.errors import ConfigError, ConflictError, MstreamError, NotFoundError
@@ -175,6 +176,8 @@ class JobManager:
             ConflictError: a service with that name exists.
         """
         service = parse_service(raw, "")
+        if service.provider == "file":
+            file_access.current().check_base_dir(service.options.get("base_dir"), "base_dir")
         with self._lock:
             if service.name in self._removing_services:
                 raise ConflictError(f"service {service.name!r} is being deleted; try again")
@@ -332,10 +335,46 @@ class JobManager:
             ConflictError: a job with that name exists.
         """
         definition = parse_connector(raw, self.services, "")
+        self._check_files(definition)
         with self._exclusive(definition.name, "create"):
             connector = self._create(definition, start=True, origin="api", persist=True)
         log.info("job %s created and started", definition.name)
         return connector
+
+    def _check_files(self, definition: ConnectorConfig) -> None:
+        """Refuse, naming the field, a file path the file access policy does not allow.
+
+        Raises:
+            ConfigError: one ``path: reason`` line per refused path.
+        """
+        from mstream.providers.file import resolve_path
+
+        steps: list[tuple[str, str, str]] = [
+            ("source.resource", definition.source.service_name, definition.source.resource)
+        ]
+        steps += [
+            (f"sinks[{i}].resource", s.service_name, s.resource)
+            for i, s in enumerate(definition.sinks)
+        ]
+        steps += [
+            (f"schemas[{i}].resource", s.service_name, s.resource)
+            for i, s in enumerate(definition.schemas)
+        ]
+        if definition.dead_letter is not None:
+            dl = definition.dead_letter
+            steps.append(("dead_letter.resource", dl.service_name, dl.resource))
+        problems = []
+        services = self.services
+        for field, service_name, resource in steps:
+            service = services.get(service_name)
+            if service is None or service.provider != "file" or not resource:
+                continue
+            try:
+                resolve_path(service, resource)
+            except ConfigError as exc:
+                problems.append(f"{field}: " + "; ".join(exc.problems))
+        if problems:
+            raise ConfigError(problems)
 
     def start_enabled(self) -> None:
         """Create and start every enabled connector of the config (no job store involved)."""
