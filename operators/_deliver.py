@@ -16,6 +16,9 @@ from mstream.providers.base import Reject, Sink
 
 from ._convert import convert_events
 
+_POLL = 0.05
+"""Seconds between checks for a failure while waiting for a free in-flight slot."""
+
 
 @dataclass(frozen=True)
 class SinkTarget:
@@ -139,6 +142,17 @@ def deliver(
                 completion: _Completion, sent: Batch, label_reject: Reject
             ) -> Callable[[BaseException | None], None]:
                 def done(error: BaseException | None) -> None:
+                    # Runs on the sink's own thread (a Kafka or Pub/Sub callback), where an
+                    # escaping exception would be swallowed and the slot never released:
+                    # any failure here, the dead-letter path included, fails the pipeline.
+                    try:
+                        settle(error)
+                    except Exception as exc:
+                        if completion.mark_failed():
+                            slots.release()
+                        fail(exc)
+
+                def settle(error: BaseException | None) -> None:
                     if error is not None:
                         if isinstance(error, RejectedError):
                             # ``rejected``: (event, reason) pairs when only some events failed
@@ -158,9 +172,12 @@ def deliver(
                 return done
 
             def on_next(batch: Batch) -> None:
+                # Backpressure that sees a failure: the source thread wakes and stops
+                # reading instead of waiting forever for a slot that is never released.
+                while not state["failed"] and not slots.acquire(timeout=_POLL):
+                    pass
                 if state["failed"]:
-                    return
-                slots.acquire()
+                    raise DeliveryError("the pipeline failed; the source stops reading")
                 completion = _Completion(batch, len(targets))
                 if not batch.events:
                     completion.remaining = 0
@@ -196,7 +213,7 @@ def deliver(
                             )
                         )
                         break
-                    if slots.acquire(timeout=0.05):
+                    if slots.acquire(timeout=_POLL):
                         held += 1
                 for _ in range(held):
                     slots.release()

@@ -74,6 +74,8 @@ class DeadLetterRouter:
         sink: the dead-letter sink, or ``None`` to log only.
         encoding: the encoding the sink writes (``json`` or ``bson``).
         logger: where rejections are logged.
+        timeout: seconds to wait for the dead-letter sink (and for another thread's
+            write to it); beyond that the event is not safely stored and the call raises.
     """
 
     def __init__(
@@ -83,12 +85,14 @@ class DeadLetterRouter:
         sink: Sink | None,
         encoding: str = "json",
         logger: logging.Logger | None = None,
+        timeout: float = 60.0,
     ) -> None:
         self.connector = connector
         self.counters = counters
         self.sink = sink
         self.encoding = encoding
         self.logger = logger or logging.getLogger("mstream.dead_letter")
+        self.timeout = timeout
         self._lock = threading.Lock()
         self._logged = 0
 
@@ -96,7 +100,8 @@ class DeadLetterRouter:
         """Dead-letter one event; blocks until the dead-letter sink has written it.
 
         Raises:
-            DeliveryError: the dead-letter sink failed (the job fails, nothing is acked).
+            DeliveryError: the dead-letter sink failed, raised, or did not finish within
+                ``timeout`` (the job fails, nothing is acked).
         """
         record = dead_letter_record(self.connector, event, reason, stage)
         self.counters.record_error(f"{stage}: {reason}", dead_lettered=self.sink is not None)
@@ -123,8 +128,17 @@ class DeadLetterRouter:
                 failure.append(error)
             finished.set()
 
-        with self._lock:
+        if not self._lock.acquire(timeout=self.timeout):
+            raise DeliveryError(f"dead-letter sink busy for more than {self.timeout:g}s")
+        try:
             self.sink.write(Batch([dl_event], [], batched=False), done)
-            finished.wait()
+            if not finished.wait(self.timeout):
+                raise DeliveryError(f"dead-letter sink did not finish within {self.timeout:g}s")
+        except DeliveryError:
+            raise
+        except Exception as exc:
+            raise DeliveryError(f"dead-letter sink failed: {exc}") from exc
+        finally:
+            self._lock.release()
         if failure:
             raise DeliveryError(f"dead-letter sink failed: {failure[0]}")
