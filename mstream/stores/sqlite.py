@@ -15,7 +15,10 @@ Example:
 
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
+import stat
 import threading
 import time
 from pathlib import Path
@@ -25,6 +28,8 @@ import orjson
 
 from mstream.errors import StoreError
 from mstream.stores.base import Checkpoint, CheckpointStore, JobStore, ServiceStore
+
+log = logging.getLogger("mstream.stores")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS checkpoints (
@@ -39,6 +44,24 @@ CREATE TABLE IF NOT EXISTS services (name TEXT PRIMARY KEY, blob BLOB NOT NULL);
 """
 
 
+def _private(path: Path) -> None:
+    """Make the data directory 0700 and the database file 0600 (SQLite gives its WAL and
+    SHM files the database's mode), tightening existing ones and saying so once."""
+    directory = path.parent
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for target, mode in ((directory, 0o700), (path, 0o600)):
+        if not target.exists():
+            os.close(os.open(target, os.O_CREAT | os.O_WRONLY, 0o600))
+        current = stat.S_IMODE(target.stat().st_mode)
+        if current & ~mode:
+            os.chmod(target, mode)
+            log.warning("state: %s was mode %o, now %o (private)", target, current, mode)
+    for suffix in ("-wal", "-shm", "-journal"):
+        sidecar = path.with_name(path.name + suffix)
+        if sidecar.exists() and stat.S_IMODE(sidecar.stat().st_mode) & ~0o600:
+            os.chmod(sidecar, 0o600)
+
+
 class SqliteDatabase:
     """A SQLite file shared by the embedded stores.
 
@@ -49,7 +72,7 @@ class SqliteDatabase:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _private(self.path)
             self.conn = sqlite3.connect(
                 str(self.path), check_same_thread=False, isolation_level=None
             )
