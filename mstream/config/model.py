@@ -162,6 +162,7 @@ class SystemConfig:
     startup_state: str = "seed_from_file"
     service_lifecycle: StoreRef | None = None
     file_roots: tuple[str, ...] | None = None
+    http_allowed_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

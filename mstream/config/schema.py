@@ -184,6 +184,9 @@ class SystemSchema(StrictSchema):
     encryption_key_path = fields.String(load_default="./mstream.key")
     data_dir = fields.String(load_default="./mstream-data")
     file_roots = fields.List(fields.String(validate=validate.Length(min=1)), load_default=None)
+    http_allowed_hosts = fields.List(
+        fields.String(validate=validate.Length(min=1)), load_default=list
+    )
     checkpoints = fields.Nested(StoreRefSchema, load_default=None)
     job_lifecycle = fields.Nested(JobLifecycleSchema, load_default=None)
     service_lifecycle = fields.Nested(StoreRefSchema, load_default=None)
@@ -480,6 +483,7 @@ def parse_system(
         startup_state=lifecycle["startup_state"],
         service_lifecycle=refs["service_lifecycle"],
         file_roots=tuple(data["file_roots"]) if data["file_roots"] is not None else None,
+        http_allowed_hosts=tuple(data["http_allowed_hosts"]),
     )
 
 

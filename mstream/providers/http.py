@@ -64,7 +64,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import orjson
 import requests
@@ -191,6 +191,23 @@ def _session_key(service: ServiceConfig) -> tuple[str, bytes]:
     return service.name, orjson.dumps(service.options, option=orjson.OPT_SORT_KEYS)
 
 
+class SameHostSession(requests.Session):
+    """A session that follows redirects only to the same scheme, host and port (at most
+    five); a redirect elsewhere is answered as it came, and reported as refused."""
+
+    max_redirects = 5
+
+    def get_redirect_target(self, resp: requests.Response) -> str | None:
+        """The redirect's target, or ``None`` (do not follow) when it leaves the origin."""
+        target = super().get_redirect_target(resp)
+        if target is None:
+            return None
+        here, there = urlsplit(resp.url), urlsplit(urljoin(resp.url, target))
+        if (here.scheme, here.hostname, here.port) != (there.scheme, there.hostname, there.port):
+            return None
+        return target
+
+
 def acquire_session(service: ServiceConfig) -> requests.Session:
     """The shared session (connection pool) of ``service``; pair with :func:`release_session`.
 
@@ -208,7 +225,7 @@ def acquire_session(service: ServiceConfig) -> requests.Session:
         shared = _sessions.get(key)
         if shared is None:
             opts = service.options
-            session = requests.Session()
+            session = SameHostSession()
             adapter = KeepAliveAdapter(
                 keepalive_socket_options(int(opts.get("tcp_keepalive_sec", 300))),
                 int(opts.get("pool_size", 10)),
@@ -374,6 +391,13 @@ class HttpClient:
                     return response
                 text = excerpt(response.content)
                 problem = f"HTTP {status} from {shown}: {text}"
+                if 300 <= status < 400:
+                    target = display_url(response.headers.get("Location", "")[:200])
+                    raise HttpRejected(
+                        f"HTTP {status} from {shown}: redirect to {target} not followed "
+                        "(only redirects to the same host are)",
+                        status,
+                    )
                 if 400 <= status < 500 and status != 429:
                     raise HttpRejected(problem, status)
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))

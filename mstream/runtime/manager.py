@@ -60,6 +60,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 from mstream import file_access
 from mstream.config.model import Config, ConnectorConfig, ServiceConfig
@@ -178,11 +179,30 @@ class JobManager:
         service = parse_service(raw, "")
         if service.provider == "file":
             file_access.current().check_base_dir(service.options.get("base_dir"), "base_dir")
+        if service.provider == "http":
+            self._check_egress(str(service.options.get("host", "")))
         with self._lock:
             if service.name in self._removing_services:
                 raise ConflictError(f"service {service.name!r} is being deleted; try again")
         self.registry.add(service, origin="api")
         return service
+
+    def _check_egress(self, url: str) -> None:
+        """An ``http`` service created through the API may only call the hosts named in
+        ``[system] http_allowed_hosts`` (``"*"`` allows any); none by default.
+
+        Raises:
+            ConfigError: ``host: ...`` when the host is not allowed.
+        """
+        allowed = self.config.system.http_allowed_hosts
+        host = (urlsplit(url).hostname or "").lower()
+        if "*" in allowed or host in {h.lower() for h in allowed}:
+            return
+        shown = ", ".join(allowed) if allowed else "none"
+        raise ConfigError(
+            f"host: {host[:100]!r} is not in [system] http_allowed_hosts (allowed: {shown}); "
+            "http services created through the API may only call the hosts the operator allowed"
+        )
 
     def delete_service(self, name: str) -> ServiceConfig:
         """Remove a service that no job uses.
