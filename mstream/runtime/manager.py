@@ -179,6 +179,8 @@ class JobManager:
         service = parse_service(raw, "")
         if service.provider == "file":
             file_access.current().check_base_dir(service.options.get("base_dir"), "base_dir")
+        if service.provider == "udf" and service.options.get("script_path"):
+            file_access.current().check_base_dir(service.options["script_path"], "script_path")
         if service.provider == "http":
             self._check_egress(str(service.options.get("host", "")))
         with self._lock:

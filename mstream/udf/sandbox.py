@@ -171,7 +171,16 @@ local function quantifiers(p)
   while i <= n do
     local c = str_byte(p, i)
     if c == 37 then            -- %x
-      i = i + 2
+      local d = str_byte(p, i + 1)
+      if d == 98 then          -- %bxy scans ahead like a repetition
+        k = k + 1
+        i = i + 4
+      elseif d and d >= 49 and d <= 57 then  -- %1-%9 compares a whole capture
+        k = k + 1
+        i = i + 2
+      else
+        i = i + 2
+      end
     elseif c == 91 then        -- [set]
       i = i + 1
       if str_byte(p, i) == 94 then i = i + 1 end
@@ -270,7 +279,15 @@ local ENV = {
   rawequal = rawequal, rawget = rawget, rawset = rawset, rawlen = rawlen,
   getmetatable = getmetatable, setmetatable = setmetatable_,
   pcall = function(f, ...) return rethrow(pcall(f, ...)) end,
-  xpcall = function(f, h, ...) return rethrow(xpcall(f, h, ...)) end,
+  -- a message handler that runs for an error raised by the limit hook runs with hooks
+  -- off (Lua calls it from inside the hook), so it could loop unbounded: after a limit,
+  -- the script's handler is not called at all
+  xpcall = function(f, h, ...)
+    return rethrow(xpcall(f, function(e)
+      if limit_hit or e == MEMERR then return e end
+      return h(e)
+    end, ...))
+  end,
   print = print_, _VERSION = _VERSION,
   string = string, table = tbl, math = copy(math), utf8 = copy(utf8), coroutine = co,
   null = null, array = array, is_array = is_array, result = result,
