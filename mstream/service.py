@@ -63,6 +63,8 @@ class ServiceOptions:
         max_body_size: request bodies above this many bytes get 413.
         stop_timeout: seconds a job may take to drain when stopped.
         safe_mode: start with every stored job stopped (``mstream --safe-mode``).
+        start_timeout: seconds a job may take to open its steps before the start watchdog
+            fails it.
         environ: the environment to read keys from (``os.environ`` when omitted).
     """
 
@@ -76,6 +78,7 @@ class ServiceOptions:
     max_body_size: int = 1024 * 1024
     stop_timeout: float = 30.0
     safe_mode: bool = False
+    start_timeout: float = 60.0
     environ: Mapping[str, str] | None = field(default=None, repr=False)
 
     @classmethod
@@ -232,7 +235,9 @@ class Service:
         self._log_filter = SecretLogFilter(self.registry)
         for handler in logging.getLogger().handlers:
             handler.addFilter(self._log_filter)
-        self.manager = JobManager(self.config, self.stores, registry=self.registry)
+        self.manager = JobManager(
+            self.config, self.stores, registry=self.registry, start_timeout=opts.start_timeout
+        )
         if opts.api:
             from mstream.api import ApiContext, make_app, start_server
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -185,3 +186,67 @@ def test_restarting_a_completed_job_asks_from_where(tmp_path: Path) -> None:
         wait_for(
             lambda: len(out.read_text().splitlines()) == 100, 20, "the job read from the beginning"
         )
+
+
+def test_a_job_stuck_opening_is_failed_by_the_start_watchdog(tmp_path: Path) -> None:
+    """A MongoDB source whose server accepts connections and never answers would sit in
+    ``watch()`` for the two minutes its URI allows; the watchdog fails it after 2 s, the
+    API keeps answering, and the job can be deleted."""
+    from tests.test_stop_signals import StalledServer
+
+    stalled = StalledServer()
+    try:
+        cfg = parse_config(
+            {
+                "services": [
+                    {
+                        "name": "mongo",
+                        "provider": "mongodb",
+                        "connection_string": f"mongodb://127.0.0.1:{stalled.port}/"
+                        "?serverSelectionTimeoutMS=120000&connectTimeoutMS=120000"
+                        "&socketTimeoutMS=120000&directConnection=true",
+                        "db_name": "app",
+                    },
+                    {"name": "files", "provider": "file", "base_dir": str(tmp_path / "out")},
+                ],
+                "connectors": [
+                    {
+                        "name": "stuck",
+                        "source": {
+                            "service_name": "mongo",
+                            "resource": "users",
+                            "output_encoding": "json",
+                        },
+                        "sinks": [
+                            {
+                                "service_name": "files",
+                                "resource": "o.jsonl",
+                                "output_encoding": "json",
+                            }
+                        ],
+                    }
+                ],
+                "system": {
+                    "data_dir": str(tmp_path / "data"),
+                    "encryption_key_path": str(tmp_path / "mstream.key"),
+                },
+            },
+            "test.toml",
+            {},
+        )
+        with ServiceThread(cfg, options(start_timeout=2.0, stop_timeout=5)) as service:
+            url = service.url
+            wait_for(
+                lambda: listed_state(requests.Session(), url, "stuck") == "failed",
+                20,
+                "the watchdog to fail the job",
+            )
+            body = requests.get(f"{url}/jobs/stuck", timeout=10).json()
+            assert "did not start within 2s" in body["reason"]
+            began = time.perf_counter()
+            assert requests.get(f"{url}/health", timeout=10).status_code == 200
+            assert time.perf_counter() - began < 1.0
+            deleted = requests.delete(f"{url}/jobs/stuck", headers=JSON, timeout=30)
+            assert deleted.status_code == 204, deleted.text
+    finally:
+        stalled.close()

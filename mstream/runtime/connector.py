@@ -61,7 +61,9 @@ FAILED = "failed"
 CREATED = "created"
 
 
-def source_observable(source: Source, stopping: threading.Event) -> Observable[list[Event]]:
+def source_observable(
+    source: Source, stopping: threading.Event, on_open: Callable[[], None] | None = None
+) -> Observable[list[Event]]:
     """An Observable that runs ``source`` on the subscribing thread.
 
     Example:
@@ -85,6 +87,8 @@ def source_observable(source: Source, stopping: threading.Event) -> Observable[l
 
         try:
             source.open()
+            if on_open is not None:
+                on_open()
             source.run(emit, stopping)
         except Exception as exc:
             observer.on_error(exc)
@@ -122,6 +126,9 @@ class Connector:
         healthy_after: seconds of uptime after which a run counts as recovered.
         restart_backoff: the first restart's delay in seconds; it doubles per failure in a
             row, up to 30 s.
+        start_timeout: seconds a run may take to open its steps (schemas, dead-letter sink,
+            middlewares, sinks, source); past it the start watchdog marks the job failed
+            and stops it, so a step stuck connecting never leaves it "running" for ever.
         on_change: called (from the connector thread) after every state change.
     """
 
@@ -136,6 +143,7 @@ class Connector:
         max_restarts: int = 5,
         healthy_after: float = 60.0,
         restart_backoff: float = 1.0,
+        start_timeout: float = 60.0,
         on_change: Callable[[Connector], None] | None = None,
     ) -> None:
         self.config = config
@@ -147,6 +155,7 @@ class Connector:
         self.max_restarts = max_restarts
         self.healthy_after = healthy_after
         self.restart_backoff = restart_backoff
+        self.start_timeout = start_timeout
         self.on_change = on_change
         self.counters = ConnectorCounters()
         self.state = CREATED
@@ -164,6 +173,8 @@ class Connector:
         self._last_saved: Any = None
         self._halt = threading.Event()
         self._abandon = threading.Event()
+        self._on_open: Callable[[], None] | None = None
+        self._wedged = False  # failed by the start watchdog while its thread is stuck
 
     # -- control -------------------------------------------------------------------------
 
@@ -226,6 +237,8 @@ class Connector:
     # -- internals -----------------------------------------------------------------------
 
     def _set_state(self, state: str, reason: str | None = None) -> None:
+        if self._wedged and state != FAILED:
+            return  # failed by the start watchdog: what its stuck thread does later is moot
         self.state = state
         if reason is not None:
             self.reason = reason
@@ -243,7 +256,7 @@ class Connector:
             while True:
                 began = time.monotonic()
                 try:
-                    self._run_once()
+                    self._watched_run_once()
                 except ConfigError as exc:
                     self._fail(str(exc))
                     return
@@ -288,7 +301,33 @@ class Connector:
         finally:
             self._finished.set()
 
+    def _watched_run_once(self) -> None:
+        """:meth:`_run_once` under the start watchdog (disarmed once the source is open)."""
+        opened = threading.Event()
+        watchdog = threading.Timer(self.start_timeout, self._start_wedged, (opened,))
+        watchdog.name = f"mstream-{self.name}-watchdog"
+        watchdog.daemon = True  # it only marks state; it never holds data
+        self._on_open = opened.set
+        watchdog.start()
+        try:
+            self._run_once()
+        finally:
+            watchdog.cancel()
+
+    def _start_wedged(self, opened: threading.Event) -> None:
+        if opened.is_set() or self._stopping.is_set():
+            return
+        self._wedged = True
+        self._stopping.set()
+        self._halt.set()
+        self._fail(
+            f"did not start within {self.start_timeout:.0f}s (a step is stuck opening: "
+            "schemas, sinks, middlewares or the source); stopped"
+        )
+
     def _fail(self, reason: str) -> None:
+        if self._wedged and self.state == FAILED:
+            return
         self.logger.error("connector %s failed: %s", self.name, reason)
         self._set_state(FAILED, reason)
 
@@ -447,7 +486,7 @@ class Connector:
             if saver is not None:
                 saver.start()
             try:
-                source_observable(source, halt).pipe(*pipeline).subscribe(
+                source_observable(source, halt, self._on_open).pipe(*pipeline).subscribe(
                     on_error=on_error, scheduler=self.scheduler
                 )
             finally:

@@ -133,6 +133,8 @@ class JobManager:
             omitted).
         on_change: called after any connector changes state.
         max_restarts: restarts after transport failures before a job is marked failed.
+        start_timeout: seconds a job's run may take to open its steps before the start
+            watchdog fails it.
     """
 
     def __init__(
@@ -143,9 +145,11 @@ class JobManager:
         registry: ServiceRegistry | None = None,
         on_change: Callable[[Connector], None] | None = None,
         max_restarts: int = 5,
+        start_timeout: float = 60.0,
     ) -> None:
         self.config = config
         self.max_restarts = max_restarts
+        self.start_timeout = start_timeout
         self.stores = stores
         self.registry = (
             registry if registry is not None else ServiceRegistry.in_memory(config.services)
@@ -305,6 +309,7 @@ class JobManager:
             self.stores.checkpoints,
             on_change=self._changed,
             max_restarts=self.max_restarts,
+            start_timeout=self.start_timeout,
         )
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -614,8 +619,11 @@ class JobManager:
                 connector = self.connectors.get(name)
                 if connector is None and name not in self.broken:
                     raise NotFoundError(f"job {name!r} not found")
+                # a failed job may still have a thread stuck in a step's open (the start
+                # watchdog failed it); it is stopping and owns nothing the next run needs
                 if connector is not None and (
-                    connector.running or connector.state in (RUNNING, STOPPING)
+                    connector.state in (RUNNING, STOPPING)
+                    or (connector.running and connector.state != FAILED)
                 ):
                     raise ConflictError(
                         f"job {name!r} is {connector.state}; stop it before deleting it"
