@@ -231,6 +231,14 @@ string.gsub = function(s, p, r, n)
   check_pattern("gsub", s, p)
   return str_gsub(s, p, r, n)
 end
+-- string.rep("", n) loops n times in C copying nothing (no memory, no hook): answer it here
+local str_rep = string.rep
+string.rep = function(s, n, sep)
+  if type(s) == "string" and (sep == nil or sep == "") and #s == 0 and type(n) == "number" then
+    return ""
+  end
+  return str_rep(s, n, sep)
+end
 string.dump = nil
 getmetatable("").__metatable = "string"
 
