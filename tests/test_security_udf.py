@@ -65,7 +65,10 @@ ATTACKS = {
     ),
     "a gigabyte string": ('local s = string.rep("x", 1e9)', "memory limit"),
     "2^53 empty repetitions": ('string.rep("", 2^53, "") error("done")', "done"),
-    "2^53 repetitions of a byte": ('local s = string.rep("x", 2^53)', "memory limit|not enough|too large"),
+    "2^53 repetitions of a byte": (
+        'local s = string.rep("x", 2^53)',
+        "memory limit|not enough|too large",
+    ),
 }
 
 
