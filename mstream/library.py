@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import reactivex
 from reactivex import Observable
 
 from mstream.config import Config, StepConfig, load_config, parse_config, parse_service
@@ -36,7 +37,7 @@ from mstream.encodings import AvroSchema
 from mstream.operators import SinkTarget
 from mstream.providers import get_provider
 from mstream.providers.base import StepContext
-from mstream.runtime import JobManager, source_observable
+from mstream.runtime import BlockingJobs, JobManager, source_observable
 from mstream.stores import Stores
 
 
@@ -46,7 +47,7 @@ def run_config(
     stores: Stores | None = None,
     wait: bool = True,
     timeout: float | None = None,
-) -> JobManager:
+) -> BlockingJobs:
     """Start every enabled connector of a configuration in this process.
 
     Args:
@@ -56,7 +57,8 @@ def run_config(
         timeout: seconds to wait at most.
 
     Returns:
-        The job manager: ``manager.get(name).counters``, ``manager.stop_all()``.
+        The jobs (the job manager, run on a control loop thread of its own):
+        ``jobs.get(name).counters``, ``jobs.stop_all()``, ``jobs.close()``.
     """
     if isinstance(config, str | Path):
         loaded = load_config(config)
@@ -64,11 +66,11 @@ def run_config(
         loaded = config
     else:
         loaded = parse_config(config, "<notebook>")
-    manager = JobManager(loaded, stores or Stores.in_memory())
-    manager.start_enabled()
+    jobs = BlockingJobs(JobManager(loaded, stores or Stores.in_memory()))
+    jobs.start_enabled()
     if wait:
-        manager.wait_all(timeout)
-    return manager
+        jobs.wait_all(timeout)
+    return jobs
 
 
 def _step(
@@ -92,21 +94,44 @@ def source(
     stopping: threading.Event | None = None,
     **options: Any,
 ) -> Observable[list[Event]]:
-    """The Observable of a provider's source (chunks of events), run on subscribe.
+    """The Observable of a provider's source (chunks of events).
+
+    Each subscription builds its own source and reads it on a thread of its own;
+    :meth:`subscribe` returns at once and disposing the subscription stops the source, so
+    stock operators work: ``source(...).pipe(rx.operators.take(3))`` reads three chunks
+    and stops.
+
+    Acknowledgements: every event carries an ``ack``; a source that commits (Kafka,
+    Pub/Sub, MongoDB resume tokens) commits only past acknowledged events. An operator
+    that drops events without acknowledging them (stock ``filter``, ``take``) leaves
+    their positions uncommitted: they are read again next time (at-least-once, never
+    lost). To drop events for good use :func:`mstream.operators.filter`, which
+    acknowledges what it drops.
 
     Args:
         service: a service definition, as in ``[[services]]``.
         resource: what to read (a path, a topic, a generator shape...).
         encoding: the encoding of the source's payloads.
-        stopping: set it to stop an endless source.
+        stopping: set it to stop an endless source (disposing sets it too).
+
+    Example:
+        >>> import reactivex.operators as rx_ops
+        >>> endless = source({"name": "gen", "provider": "generator"}, resource="counter")
+        >>> chunks = endless.pipe(rx_ops.take(3), rx_ops.to_list()).run()
+        >>> len(chunks)
+        3
     """
     svc, step = _step(service, resource, encoding, options)
     factory = get_provider(svc.provider).source
     if factory is None:
         raise ValueError(f"provider {svc.provider!r} cannot be a source")
-    return source_observable(
-        factory(svc, step, StepContext("library", "source")), stopping or threading.Event()
-    )
+
+    def subscribe(_: Any = None) -> Observable[list[Event]]:
+        halt = stopping if stopping is not None else threading.Event()
+        ctx = StepContext("library", "source", stopping=halt)
+        return source_observable(factory(svc, step, ctx), halt, thread_name="mstream-source")
+
+    return reactivex.defer(subscribe)
 
 
 def sink(

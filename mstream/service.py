@@ -1,7 +1,9 @@
 """The ``mstream`` service: connectors, the REST API and progress logging on one IOLoop.
 
-Connectors run on their own threads; the IOLoop only serves the API and schedules control
-work. Everything that blocks (stopping jobs, store I/O) runs in an executor.
+The IOLoop is the control plane: job lifecycle and states (:mod:`mstream.runtime.control`),
+the REST API and the dashboard. Connectors run on their own threads and report to it with
+``IOLoop.add_callback``; everything that blocks (waiting for jobs, store I/O) runs in an
+executor.
 
 Start-up order: open the stores, load the encryption key, decrypt the stored services
 (a wrong key or tampered data stops start-up with a clear error), merge the config file's
@@ -10,8 +12,9 @@ port conflict is reported before any job has run), then restore and start the jo
 (``[system.job_lifecycle] startup_state``; with ``safe_mode`` none is started).
 
 Stopping: the API stops accepting work, every job drains (in-flight events delivered and
-acknowledged, final checkpoint saved) within ``stop_timeout``, and only then are the
-stores closed. Under :meth:`Service.run` the first SIGINT/SIGTERM drains; a second one
+acknowledged, final checkpoint saved) within ``stop_timeout``; jobs still draining then are
+stopped without draining (5 s more), and only when every job has finished are the stores
+closed. Under :meth:`Service.run` the first SIGINT/SIGTERM drains; a second one
 stops the jobs without draining and the process exits within 2 seconds, keeping every
 checkpoint already saved.
 
@@ -39,7 +42,7 @@ from mstream.config.model import Config
 from mstream.crypto import ENV_KEY, ENV_KEY_FILE, Cipher, load_key
 from mstream.errors import ConfigError
 from mstream.registry import SecretLogFilter, ServiceRegistry
-from mstream.runtime import JobManager
+from mstream.runtime import ControlLoop, JobManager
 from mstream.stores import Stores
 
 log = logging.getLogger("mstream")
@@ -236,7 +239,11 @@ class Service:
         for handler in logging.getLogger().handlers:
             handler.addFilter(self._log_filter)
         self.manager = JobManager(
-            self.config, self.stores, registry=self.registry, start_timeout=opts.start_timeout
+            self.config,
+            self.stores,
+            control=ControlLoop(loop, self.executor),
+            registry=self.registry,
+            start_timeout=opts.start_timeout,
         )
         if opts.api:
             from mstream.api import ApiContext, make_app, start_server
@@ -262,9 +269,7 @@ class Service:
                 " (bearer token required)" if opts.api_token else "",
             )
         manager = self.manager
-        started = await loop.run_in_executor(
-            self.executor, lambda: manager.bootstrap(None, safe_mode=opts.safe_mode)
-        )
+        started = await manager.bootstrap(None, safe_mode=opts.safe_mode)
         log.info(
             "mstream started: %d job(s), %d running (startup_state = %s%s) from %s",
             len(manager.connectors) + len(manager.broken),
@@ -299,18 +304,24 @@ class Service:
             manager = self.manager
             timeout = self.options.stop_timeout
             log.info("mstream stopping: draining jobs")
-            still = await loop.run_in_executor(
-                self.executor, lambda: manager.stop_all(timeout=timeout)
-            )
+            still = await manager.stop_all(timeout=timeout)
             if still:
                 log.error(
-                    "job(s) %s did not stop within %.0fs; closing the stores anyway (each "
-                    "resumes from its last saved checkpoint)",
+                    "job(s) %s did not drain within %.0fs; stopping them without draining "
+                    "(each resumes from its last saved checkpoint)",
                     ", ".join(still),
                     timeout,
                 )
+                manager.abandon_all()
+                still = await manager.stop_all(drain=False, timeout=5.0)
             manager.sample()
             log.info("final: %s", manager.progress_line())
+            await loop.run_in_executor(self.executor, manager.close)
+            if still:
+                # a step ignores every stop signal: its thread may still save a checkpoint,
+                # so the stores stay open (the process exit closes them)
+                log.error("job(s) %s still running; the stores are left open", ", ".join(still))
+                self.stores = None
         if self.stores is not None:
             await loop.run_in_executor(self.executor, self.stores.close)
             self.stores = None

@@ -12,6 +12,7 @@ goes on; failures of a whole step (a transport error) go to ``on_error``.
 ``validate``    validate events against an Avro schema whatever their encoding
 ``middleware``  pass batches through a middleware (HTTP service, script, Python function)
 ``deliver``     write to every sink; acknowledge when all sinks are done
+``filter``      drop events for good, acknowledging them (unlike stock ``filter``)
 =============== =========================================================================
 
 Example:
@@ -34,6 +35,7 @@ from ._batch import batch
 from ._batchwise import map_each
 from ._convert import convert, convert_events, validate
 from ._deliver import SinkTarget, deliver
+from ._filter import filter
 from ._middleware import middleware
 
 __all__ = [
@@ -42,6 +44,7 @@ __all__ = [
     "convert",
     "convert_events",
     "deliver",
+    "filter",
     "map_each",
     "middleware",
     "validate",

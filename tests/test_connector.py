@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from mstream.config import parse_config
-from mstream.runtime import Connector, JobManager
+from mstream.runtime import BlockingJobs, Connector, JobManager
+from mstream.runtime.connector import ACTIVE
 from mstream.stores import Stores
 
 
@@ -186,7 +187,9 @@ def test_missing_source_file_fails_only_that_job(tmp_path: Path) -> None:
             },
         ],
     }
-    manager = JobManager(parse_config(raw, "t.toml", {}), Stores.in_memory(), max_restarts=0)
+    manager = BlockingJobs(
+        JobManager(parse_config(raw, "t.toml", {}), Stores.in_memory(), max_restarts=0)
+    )
     manager.start_enabled()
     assert manager.wait_all(30)
     broken, fine = manager.get("broken"), manager.get("fine")
@@ -241,10 +244,10 @@ def test_a_run_that_had_recovered_starts_the_restart_count_afresh(tmp_path: Path
     connector.start()
     try:
         for _ in range(2000):
-            if connector.restarts >= 5 or connector.state != "running":
+            if connector.restarts >= 5 or connector.state not in ACTIVE:
                 break
             pause.wait(0.005)
-        assert connector.state == "running" and connector.restarts >= 5
+        assert connector.state in ACTIVE and connector.restarts >= 5
         (tmp_path / "later.tmp").write_text('{"n": 1}\n')  # appears whole: an atomic rename
         (tmp_path / "later.tmp").rename(tmp_path / "later.jsonl")
         assert connector.wait(30)

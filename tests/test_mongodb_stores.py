@@ -42,7 +42,7 @@ from mstream.stores.mongodb import (
     MongoServiceStore,
 )
 from tests.test_api import Client, wait_for
-from tests.test_service_restart import assert_contiguous, flowing, job
+from tests.test_service_restart import assert_contiguous, flowing, job, states
 
 pytestmark = pytest.mark.mongodb
 
@@ -476,10 +476,7 @@ def test_service_keeps_everything_in_mongodb_across_a_restart(
     # the file no longer lists c: it comes back from MongoDB, stopped, with its API service
     with ServiceThread(config("seed_from_file", [job("a")]), options) as svc:
         api = Client(svc.url)
-        assert {j["name"]: j["state"] for j in api.ok("GET", "/jobs")["jobs"]} == {
-            "a": "running",
-            "c": "stopped",
-        }
+        assert states(api) == {"a": "running", "c": "stopped"}
         assert api.ok("GET", "/jobs/c")["origin"] == "api"
         assert api.ok("GET", "/services/api-gen")["origin"] == "api"
         checkpoints = api.ok("GET", "/jobs/c/checkpoints")["checkpoints"]

@@ -200,9 +200,9 @@ def test_with_a_token_only_the_shell_and_a_bare_health_are_open(tmp_path: Path) 
         raw = Raw(service.url)
         auth = {"Authorization": f"Bearer {TOKEN}"}
         status, _, body = raw("GET", "/health")
-        assert status == 200 and json.loads(body) == {"status": "ok"}
+        assert status == 200 and json.loads(body) == {"status": "healthy"}
         detail = json.loads(raw("GET", "/health", None, auth)[2])
-        assert detail["status"] == "ok" and detail["jobs"] == {} and "uptime_sec" in detail
+        assert detail["status"] == "healthy" and detail["jobs"] == {} and "uptime_seconds" in detail
         assert raw("GET", "/", None, {"Accept": "text/html"})[0] == 200
         assert raw("GET", "/static/app.js")[0] == 200
         for method, path in (("GET", "/jobs"), ("GET", "/metrics"), ("POST", "/jobs/x/stop")):

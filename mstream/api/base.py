@@ -24,7 +24,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -353,6 +353,18 @@ class ApiHandler(RequestHandler):
         loop = IOLoop.current()
         try:
             return await loop.run_in_executor(self.ctx.executor, lambda: fn(*args, **kwargs))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            mapped = to_api_error(exc)
+            if mapped is None:
+                raise
+            raise mapped from None
+
+    async def lifecycle(self, operation: Awaitable[T]) -> T:
+        """Await a job manager coroutine (it runs on this loop); map mstream errors to HTTP."""
+        try:
+            return await operation
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -19,9 +19,11 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from mstream import __version__
 from mstream.api.base import ApiError, ApiHandler
 from mstream.api.metrics import metrics_registry
 from mstream.api.openapi import openapi_document
+from mstream.masking import cap_text
 
 NAME_HINT = "names are 1-100 characters: letters, digits, '_', '.', '-'"
 
@@ -68,17 +70,23 @@ class RootHandler(ApiHandler):
 
 
 class HealthHandler(ApiHandler):
-    """``GET /health``: 200 when the loop and the stores answer, 503 otherwise.
+    """``GET /health``: ``healthy`` or ``degraded`` (200), or 503 when the stores do not answer.
 
-    Open to probes without the token, but then only ``{"status": "ok"}`` (or a bare 503):
-    uptime, job states and store errors need the token when one is set.
+    ``degraded`` while any job is retrying or has failed, with one reason per such job;
+    stopped and completed jobs do not count. A liveness probe uses ``/health`` (200 while
+    the process serves); a readiness probe that should also fail while degraded uses
+    ``/health?strict=true`` (503 when degraded).
+
+    Open to probes without the token, but then only the status: version, uptime, job
+    states and reasons need the token when one is set.
     """
 
     open_access = True
 
     async def get(self) -> None:
-        """Probe the stores off the loop (with a timeout)."""
+        """Probe the stores off the loop (with a timeout); read the job states on it."""
         stores = self.manager.stores
+        strict = self.get_query_argument("strict", "false").lower() in ("1", "true", "yes")
 
         def probe() -> None:
             stores.checkpoints.latest("__health__")
@@ -92,18 +100,34 @@ class HealthHandler(ApiHandler):
                 raise ApiError(503, "unhealthy") from None
             reason = exc.message if isinstance(exc, ApiError) else "stores did not answer within 5s"
             raise ApiError(503, f"unhealthy: {reason}") from None
-        if not self.authenticated():
-            self.send_json({"status": "ok"})
-            return
         states: dict[str, int] = {}
+        reasons: list[str] = []
         for job in self.manager.list_jobs():
-            states[job["state"]] = states.get(job["state"], 0) + 1
+            state = job["state"]
+            states[state] = states.get(state, 0) + 1
+            if state == "retrying":
+                retry = job.get("retry") or {}
+                reasons.append(
+                    f"job {job['name']} retrying (attempt {retry.get('attempt', '?')}/"
+                    f"{retry.get('of', '?')}): {cap_text(str(retry.get('last_error')), 500)}"
+                )
+            elif state == "failed":
+                reasons.append(f"job {job['name']} failed: {cap_text(str(job['reason']), 500)}")
+        status = "degraded" if reasons else "healthy"
+        code = 503 if strict and reasons else 200
+        if not self.authenticated():
+            self.send_json({"status": status}, code)
+            return
         self.send_json(
             {
-                "status": "ok",
-                "uptime_sec": round(time.time() - self.ctx.started_at, 1),
+                "status": status,
+                "healthy": not reasons,
+                "version": __version__,
+                "uptime_seconds": round(time.time() - self.ctx.started_at, 1),
                 "jobs": states,
-            }
+                "reasons": reasons,
+            },
+            code,
         )
 
 
@@ -134,7 +158,7 @@ class JobsHandler(ApiHandler):
     async def post(self) -> None:
         """Validate the body like a ``[[connectors]]`` entry, create and start the job."""
         body = self.json_object()
-        connector = await self.blocking(self.manager.create_from_dict, body)
+        connector = await self.lifecycle(self.manager.create_from_dict(body))
         self.set_header("Location", f"/jobs/{connector.name}")
         self.send_json(self.call(self.manager.describe, connector.name), 201)
 
@@ -149,7 +173,7 @@ class JobHandler(ApiHandler):
     async def delete(self, name: str) -> None:
         """Delete a job that is not running, with its checkpoints (409 while it runs)."""
         keep = self.get_query_argument("keep_checkpoints", "false").lower() in ("1", "true", "yes")
-        await self.blocking(self.manager.delete, name, keep_checkpoints=keep)
+        await self.lifecycle(self.manager.delete(name, keep_checkpoints=keep))
         self.set_status(204)
         self.clear_header("Content-Type")
         self.finish()
@@ -159,9 +183,9 @@ class JobStopHandler(ApiHandler):
     """``POST /jobs/{name}/stop``: drain in-flight events, save the checkpoint, stop."""
 
     async def post(self, name: str) -> None:
-        """Stop (blocking work in the executor) and return the job."""
+        """Stop (drains off the loop) and return the job."""
         self.call(self.manager.describe, name, definition=False)
-        await self.blocking(self.manager.stop, name, timeout=self.ctx.stop_timeout)
+        await self.lifecycle(self.manager.stop(name, timeout=self.ctx.stop_timeout))
         self.send_json(self.call(self.manager.describe, name))
 
 
@@ -172,8 +196,8 @@ class JobRestartHandler(ApiHandler):
         """Restart and return the job (``?from=checkpoint|beginning`` for a completed one)."""
         self.call(self.manager.describe, name, definition=False)
         start_from = self.get_query_argument("from", None)
-        await self.blocking(
-            self.manager.restart, name, timeout=self.ctx.stop_timeout, start_from=start_from
+        await self.lifecycle(
+            self.manager.restart(name, timeout=self.ctx.stop_timeout, start_from=start_from)
         )
         self.send_json(self.call(self.manager.describe, name))
 
@@ -192,7 +216,7 @@ class JobCheckpointsHandler(ApiHandler):
             raise ApiError(
                 400, "limit must be an integer from 1 to 100", {"limit": f"got {raw[:20]!r}"}
             )
-        history = await self.blocking(self.manager.checkpoints, name, limit)
+        history = await self.lifecycle(self.manager.checkpoints(name, limit))
         self.send_json({"job": name, "checkpoints": history})
 
 
@@ -215,7 +239,7 @@ class ServicesHandler(ApiHandler):
     async def post(self) -> None:
         """Validate the body like a ``[[services]]`` entry and store it encrypted."""
         body = self.json_object()
-        service = await self.blocking(self.manager.create_service, body)
+        service = await self.lifecycle(self.manager.create_service(body))
         self.set_header("Location", f"/services/{service.name}")
         entry = self.call(self.manager.registry.masked, service.name)
         entry["used_by"] = []
@@ -233,7 +257,7 @@ class ServiceHandler(ApiHandler):
 
     async def delete(self, name: str) -> None:
         """Remove it; 409 while any job (running or not) uses it."""
-        await self.blocking(self.manager.delete_service, name)
+        await self.lifecycle(self.manager.delete_service(name))
         self.set_status(204)
         self.clear_header("Content-Type")
         self.finish()

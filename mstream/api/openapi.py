@@ -136,8 +136,30 @@ _JOB = {
     ],
     "properties": {
         "name": {"type": "string"},
-        "state": {"enum": ["created", "running", "stopping", "stopped", "completed", "failed"]},
+        "state": {
+            "enum": [
+                "created",
+                "starting",
+                "running",
+                "retrying",
+                "stopping",
+                "stopped",
+                "completed",
+                "failed",
+            ]
+        },
         "reason": {"type": ["string", "null"], "description": "Why the job failed."},
+        "retry": {
+            "type": "object",
+            "description": "Only while retrying: the attempt, how many are allowed, when the "
+            "next one starts (Unix time) and the error that caused it.",
+            "properties": {
+                "attempt": {"type": "integer"},
+                "of": {"type": "integer"},
+                "next_try_at": {"type": "number"},
+                "last_error": {"type": "string"},
+            },
+        },
         "started_at": {"type": ["number", "null"], "description": "Unix time"},
         "stopped_at": {"type": ["number", "null"], "description": "Unix time"},
         "restarts": {"type": "integer"},
@@ -198,12 +220,21 @@ _DOCUMENT: dict[str, Any] = {
         },
         "/health": {
             "get": {
-                "summary": "Liveness: 200 when the IOLoop and the stores answer "
-                "(uptime and job states only with the token, when one is set)",
+                "summary": "Health: healthy, or degraded while a job retries or has failed "
+                "(version, uptime, job states and reasons only with the token, when one is "
+                "set); strict=true answers 503 when degraded, for readiness probes",
                 "security": [],
+                "parameters": [
+                    {
+                        "name": "strict",
+                        "in": "query",
+                        "schema": {"type": "boolean", "default": False},
+                        "description": "503 instead of 200 when degraded",
+                    }
+                ],
                 "responses": {
-                    "200": _json(_ref("Health"), "Healthy"),
-                    "503": _error("A store does not answer"),
+                    "200": _json(_ref("Health"), "Healthy or degraded"),
+                    "503": _error("A store does not answer (or degraded, with strict=true)"),
                 },
             }
         },
@@ -458,9 +489,12 @@ _DOCUMENT: dict[str, Any] = {
                 "type": "object",
                 "required": ["status"],
                 "properties": {
-                    "status": {"const": "ok"},
-                    "uptime_sec": {"type": "number"},
+                    "status": {"enum": ["healthy", "degraded"]},
+                    "healthy": {"type": "boolean"},
+                    "version": {"type": "string"},
+                    "uptime_seconds": {"type": "number"},
                     "jobs": {"type": "object", "additionalProperties": {"type": "integer"}},
+                    "reasons": {"type": "array", "items": {"type": "string"}},
                 },
             },
         },

@@ -7,7 +7,7 @@ Example:
     >>> cfg = parse_config({"system": {"data_dir": d, "encryption_key_path": d + "/k"}})
     >>> with ServiceThread(cfg) as svc:
     ...     json.load(urllib.request.urlopen(svc.url + "/health"))["status"]
-    'ok'
+    'healthy'
 """
 
 from __future__ import annotations

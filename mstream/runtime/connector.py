@@ -5,12 +5,28 @@ Pipeline::
     source ─► batch ─► convert(source encoding) ─► middleware … ─► deliver(sinks) ─► acks
                  └────────── bad events ──► dead-letter sink ◄──────────┘
 
-The whole pipeline runs on the connector's own thread (the source's reads, conversions,
-middlewares and synchronous sink writes), so a slow sink slows the source: backpressure
-without queues. Asynchronous sinks complete on their client's threads; at most
-``max_in_flight`` batches wait for them. A checkpoint thread saves the source's position
-(only positions whose every predecessor is acknowledged) every ``checkpoint.interval_ms``
-and once more after a drained stop.
+Two threads per job. The *source thread* runs the pipeline (the source's reads,
+conversions, middlewares and synchronous sink writes), so a slow sink slows the source:
+backpressure without queues. Asynchronous sinks complete on their client's threads; at
+most ``max_in_flight`` batches wait for them. The *connector thread* supervises: it opens
+the steps, subscribes, saves the source's position (only positions whose every predecessor
+is acknowledged) every ``checkpoint.interval_ms`` and once more after a drained stop, and
+restarts the pipeline with backoff after a transport failure.
+
+States: ``starting`` (steps opening), ``running`` (the source is open), ``retrying``
+(between a failed run and the next attempt: see :attr:`Connector.retry`), ``stopping``,
+and the final ``stopped``, ``completed``, ``failed``. Only the connector thread writes the
+state; :meth:`Connector.stop` only signals, and ``stopping`` is what the state reads as
+while a requested stop is under way - so a stop racing a completion cannot leave a job
+"stopping" for good.
+
+One stop signal per run (``halt``): the user's stop, a pipeline error and the start
+watchdog all set it; the source, every provider's retry wait (``StepContext.stopping``)
+and the backoff watch it.
+
+Threads are not daemons: at interpreter exit every job still running is stopped (drained
+within its bound, then abandoned) before Python waits for them, so exiting a script never
+cuts a write or loses the final checkpoint (:func:`_stop_at_exit`).
 
 Example:
     >>> from mstream.config import parse_config
@@ -33,6 +49,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -53,28 +70,50 @@ from mstream.stores import CheckpointStore, MemoryCheckpointStore
 
 log = logging.getLogger("mstream.connector")
 
+STARTING = "starting"
 RUNNING = "running"
+RETRYING = "retrying"
 STOPPING = "stopping"
 STOPPED = "stopped"
 COMPLETED = "completed"
 FAILED = "failed"
 CREATED = "created"
+ACTIVE = (STARTING, RUNNING, RETRYING)
+"""States in which a stop request reads as ``stopping``."""
 
 
 def source_observable(
-    source: Source, stopping: threading.Event, on_open: Callable[[], None] | None = None
+    source: Source,
+    stopping: threading.Event | None = None,
+    on_open: Callable[[], None] | None = None,
+    *,
+    thread_name: str = "mstream-source",
 ) -> Observable[list[Event]]:
-    """An Observable that runs ``source`` on the subscribing thread.
+    """An Observable of ``source``'s chunks whose :meth:`subscribe` returns at once.
+
+    The source is opened, run and closed on a thread of its own (or scheduled on the
+    subscriber's scheduler, when one is given); disposing the subscription sets the stop
+    signal and drops whatever the source emits afterwards, as RxPY's ``from_iterable``
+    checks ``disposed``. So stock operators such as ``take(3)`` stop the source.
+
+    Args:
+        source: the source to run (one subscription per instance).
+        stopping: the source's stop signal (a fresh one when omitted); disposing sets it.
+        on_open: called on the source thread once the source is open.
+        thread_name: the name of the source thread.
 
     Example:
+        >>> import reactivex.operators as rx_ops
         >>> from mstream.providers.base import Source
-        >>> class Two(Source):
-        ...     def run(self, emit, stopping): emit([Event(b"1", "json")]); emit([Event(b"2", "json")])
-        >>> got = []
-        >>> _ = source_observable(Two(), threading.Event()).subscribe(lambda c: got.append(c[0].doc))
-        >>> got
-        [1, 2]
+        >>> class Endless(Source):
+        ...     def run(self, emit, stopping):
+        ...         while not stopping.is_set(): emit([Event(b"1", "json")])
+        >>> stop = threading.Event()
+        >>> got = source_observable(Endless(), stop).pipe(rx_ops.take(3), rx_ops.to_list()).run()
+        >>> len(got), stop.wait(5)
+        (3, True)
     """
+    halt = stopping if stopping is not None else threading.Event()
 
     def subscribe(
         observer: abc.ObserverBase[list[Event]], scheduler: abc.SchedulerBase | None = None
@@ -82,24 +121,39 @@ def source_observable(
         disposed = threading.Event()
 
         def emit(events: list[Event]) -> None:
+            # after dispose nobody acknowledges: those positions are never committed and
+            # are read again by the next run (at-least-once)
             if not disposed.is_set():
                 observer.on_next(events)
 
-        try:
-            source.open()
-            if on_open is not None:
-                on_open()
-            source.run(emit, stopping)
-        except Exception as exc:
-            observer.on_error(exc)
-        else:
-            observer.on_completed()
-        finally:
+        def read(*_: Any) -> None:
             try:
-                source.close()
-            except Exception:  # closing must not hide the outcome
-                log.debug("source close failed", exc_info=True)
-        return Disposable(disposed.set)
+                source.open()
+                if on_open is not None:
+                    on_open()
+                source.run(emit, halt)
+            except Exception as exc:
+                if not disposed.is_set():
+                    observer.on_error(exc)
+            else:
+                if not disposed.is_set():
+                    observer.on_completed()
+            finally:
+                try:
+                    source.close()
+                except Exception:  # closing must not hide the outcome
+                    log.debug("source close failed", exc_info=True)
+
+        def dispose() -> None:
+            disposed.set()
+            halt.set()
+
+        if scheduler is not None:
+            scheduler.schedule(read)
+        else:
+            # not a daemon: synchronous sinks write on this thread
+            threading.Thread(target=read, name=thread_name).start()
+        return Disposable(dispose)
 
     return reactivex.create(subscribe)
 
@@ -129,7 +183,8 @@ class Connector:
         start_timeout: seconds a run may take to open its steps (schemas, dead-letter sink,
             middlewares, sinks, source); past it the start watchdog marks the job failed
             and stops it, so a step stuck connecting never leaves it "running" for ever.
-        on_change: called (from the connector thread) after every state change.
+        on_change: called after every state change, from whichever thread changed it (the
+            job manager only posts it to the control loop).
     """
 
     def __init__(
@@ -158,57 +213,78 @@ class Connector:
         self.start_timeout = start_timeout
         self.on_change = on_change
         self.counters = ConnectorCounters()
-        self.state = CREATED
+        self._state = CREATED
         self.reason: str | None = None
         self.started_at: float | None = None
         self.stopped_at: float | None = None
         self.restarts = 0  # every restart since start()
+        self.retry: dict[str, Any] | None = None
+        """While ``retrying``: ``attempt``, ``of``, ``next_try_at`` (epoch s), ``last_error``."""
         self._failures_in_a_row = 0
         self.logger = logging.getLogger(f"mstream.connector.{config.name}")
-        self._stopping = threading.Event()
+        self._stop_requested = threading.Event()  # the user's intent, kept across runs
+        self._halt = threading.Event()  # the current run's one stop signal
+        self._abandon = threading.Event()  # stop without draining
         self._drain = True
         self._finished = threading.Event()
         self._thread: threading.Thread | None = None
         self._source: Source | None = None
         self._last_saved: Any = None
-        self._halt = threading.Event()
-        self._abandon = threading.Event()
         self._on_open: Callable[[], None] | None = None
         self._wedged = False  # failed by the start watchdog while its thread is stuck
 
     # -- control -------------------------------------------------------------------------
 
+    @property
+    def state(self) -> str:
+        """The job's state; ``stopping`` while a requested stop is under way."""
+        if self._state in ACTIVE and self._stop_requested.is_set() and self.running:
+            return STOPPING
+        return self._state
+
+    def mark(self, state: str, reason: str | None = None) -> None:
+        """Set the state of a connector that is not running (a restored, unstarted job)."""
+        if self.running:
+            raise RuntimeError(f"connector {self.name!r} is running; only its thread sets it")
+        self._state = state
+        self.reason = reason
+
     def start(self) -> None:
         """Start the connector's thread; returns at once."""
-        if self._thread is not None and self._thread.is_alive():
+        if self.running:
             return
-        self._stopping.clear()
+        self._stop_requested.clear()
+        self._abandon.clear()
         self._finished.clear()
         self._drain = True
         self.reason = None
+        self.retry = None
         self.restarts = self._failures_in_a_row = 0
         self.started_at = time.time()
         self.stopped_at = None
-        self._set_state(RUNNING)
-        self._thread = threading.Thread(target=self._run, name=f"mstream-{self.name}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"mstream-{self.name}")
+        _live.add(self)
+        self._set_state(STARTING)
         self._thread.start()
 
     def stop(self, *, drain: bool = True, timeout: float | None = 30.0) -> bool:
         """Stop: the source stops reading; with ``drain`` in-flight events are delivered and
-        acknowledged and the final checkpoint saved. Blocks until done (call it off the IOLoop).
+        acknowledged and the final checkpoint saved. Only signals the connector thread, then
+        waits up to ``timeout`` (``0``: do not wait; call it off the IOLoop otherwise).
 
         Returns:
             ``True`` if the connector finished within ``timeout``.
         """
-        if self._thread is None or not self._thread.is_alive():
+        if not self.running:
             return True
-        self._drain = drain
-        if self.state == RUNNING:
-            self._set_state(STOPPING)
-        self._stopping.set()
-        self._halt.set()
         if not drain:
+            self._drain = False
             self._abandon.set()
+        first = not self._stop_requested.is_set()
+        self._stop_requested.set()
+        self._halt.set()
+        if first:
+            self._notify()
         return self._finished.wait(timeout)
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -224,7 +300,7 @@ class Connector:
 
     def status(self) -> dict[str, Any]:
         """State, reason, times and counters, JSON-ready."""
-        return {
+        out = {
             "name": self.name,
             "state": self.state,
             "reason": self.reason,
@@ -233,22 +309,35 @@ class Connector:
             "restarts": self.restarts,
             "counters": self.counters.snapshot(),
         }
+        retry = self.retry
+        if retry is not None and out["state"] == RETRYING:
+            out["retry"] = dict(retry)
+        return out
 
     # -- internals -----------------------------------------------------------------------
 
-    def _set_state(self, state: str, reason: str | None = None) -> None:
-        if self._wedged and state != FAILED:
-            return  # failed by the start watchdog: what its stuck thread does later is moot
-        self.state = state
-        if reason is not None:
-            self.reason = reason
-        if state in (STOPPED, COMPLETED, FAILED):
-            self.stopped_at = time.time()
+    def _notify(self) -> None:
         if self.on_change is not None:
             try:
                 self.on_change(self)
             except Exception:
                 self.logger.exception("state change callback failed")
+
+    def _set_state(self, state: str, reason: str | None = None) -> None:
+        if self._wedged and state != FAILED:
+            return  # failed by the start watchdog: what its stuck thread does later is moot
+        self._state = state
+        if reason is not None:
+            self.reason = reason
+        if state != RETRYING:
+            self.retry = None
+        if state in (STOPPED, COMPLETED, FAILED):
+            self.stopped_at = time.time()
+        self._notify()
+
+    def _opened(self) -> None:
+        if self._state in (STARTING, RETRYING):
+            self._set_state(RUNNING)
 
     def _run(self) -> None:
         backoff = self.restart_backoff
@@ -262,8 +351,8 @@ class Connector:
                     return
                 except Exception as exc:
                     reason = _reason(exc)
-                    if self._stopping.is_set():
-                        self._set_state(STOPPED, None)
+                    if self._stop_requested.is_set():
+                        self._set_state(STOPPED)
                         return
                     if time.monotonic() - began >= self.healthy_after:
                         self._failures_in_a_row, backoff = 0, self.restart_backoff  # recovered
@@ -283,12 +372,20 @@ class Connector:
                         self._failures_in_a_row,
                         self.max_restarts,
                     )
-                    if self._stopping.wait(backoff):
+                    self.retry = {
+                        "attempt": self._failures_in_a_row,
+                        "of": self.max_restarts,
+                        "next_try_at": time.time() + backoff,
+                        "last_error": reason,
+                    }
+                    self._state = RETRYING  # retry is set first, so readers see both
+                    self._notify()
+                    if self._stop_requested.wait(backoff):
                         self._set_state(STOPPED)
                         return
                     backoff = min(backoff * 2, 30.0)
                     continue
-                if self._stopping.is_set():
+                if self._stop_requested.is_set():
                     self._set_state(STOPPED)
                 else:
                     self._set_state(COMPLETED)
@@ -300,6 +397,7 @@ class Connector:
                 return
         finally:
             self._finished.set()
+            _live.discard(self)
 
     def _watched_run_once(self) -> None:
         """:meth:`_run_once` under the start watchdog (disarmed once the source is open)."""
@@ -307,7 +405,12 @@ class Connector:
         watchdog = threading.Timer(self.start_timeout, self._start_wedged, (opened,))
         watchdog.name = f"mstream-{self.name}-watchdog"
         watchdog.daemon = True  # it only marks state; it never holds data
-        self._on_open = opened.set
+
+        def on_open() -> None:
+            opened.set()
+            self._opened()
+
+        self._on_open = on_open
         watchdog.start()
         try:
             self._run_once()
@@ -315,10 +418,10 @@ class Connector:
             watchdog.cancel()
 
     def _start_wedged(self, opened: threading.Event) -> None:
-        if opened.is_set() or self._stopping.is_set():
+        if opened.is_set() or self._stop_requested.is_set():
             return
         self._wedged = True
-        self._stopping.set()
+        self._stop_requested.set()
         self._halt.set()
         self._fail(
             f"did not start within {self.start_timeout:.0f}s (a step is stuck opening: "
@@ -326,7 +429,7 @@ class Connector:
         )
 
     def _fail(self, reason: str) -> None:
-        if self._wedged and self.state == FAILED:
+        if self._wedged and self._state == FAILED:
             return
         self.logger.error("connector %s failed: %s", self.name, reason)
         self._set_state(FAILED, reason)
@@ -343,7 +446,7 @@ class Connector:
             role=role,
             index=index,
             counters=self.counters,
-            stopping=self._stopping,
+            stopping=self._halt,
             logger=self.logger,
         )
 
@@ -368,6 +471,9 @@ class Connector:
 
     def _run_once(self) -> None:
         cfg = self.config
+        halt = self._halt = threading.Event()  # this run's stop signal (contexts watch it)
+        if self._stop_requested.is_set():
+            halt.set()
         schemas = self._load_schemas()
         opened: list[Sink | Middleware] = []
         try:
@@ -462,7 +568,6 @@ class Connector:
                         step.service_name,
                     )
                 )
-            self._abandon = threading.Event()
             pipeline.append(
                 ops.deliver(
                     targets,
@@ -473,31 +578,7 @@ class Connector:
                 )
             )
 
-            outcome: list[BaseException] = []
-            halt = self._halt = threading.Event()
-            if self._stopping.is_set():
-                halt.set()
-
-            def on_error(error: BaseException) -> None:
-                outcome.append(error)
-                halt.set()  # stop reading: nothing more is acknowledged after a failure
-
-            saver = _CheckpointSaver(self, source) if cfg.checkpoint else None
-            if saver is not None:
-                saver.start()
-            try:
-                source_observable(source, halt, self._on_open).pipe(*pipeline).subscribe(
-                    on_error=on_error, scheduler=self.scheduler
-                )
-            finally:
-                if saver is not None:
-                    saver.stop()
-            if outcome:
-                raise outcome[0]
-            if saver is not None and self._drain:
-                for target in targets:
-                    target.sink.flush()
-                self._save_checkpoint(source)
+            self._supervise(source, halt, pipeline, targets)
             self.logger.info(
                 "connector %s: source ended after %d events in, %d out",
                 self.name,
@@ -512,6 +593,62 @@ class Connector:
                     self.logger.warning(
                         "connector %s: closing a step failed", self.name, exc_info=True
                     )
+
+    def _supervise(
+        self, source: Source, halt: threading.Event, pipeline: list[Any], targets: list[Any]
+    ) -> None:
+        """Subscribe, save checkpoints until the pipeline ends, then drain and save the last.
+
+        Raises:
+            Exception: the pipeline's error (the run is then restarted or failed).
+        """
+        cfg = self.config
+        ended = threading.Event()
+        outcome: list[BaseException] = []
+
+        def on_error(error: BaseException) -> None:
+            outcome.append(error)
+            halt.set()  # stop reading: nothing more is acknowledged after a failure
+            ended.set()
+
+        subscription = (
+            source_observable(
+                source, halt, self._on_open, thread_name=f"mstream-{self.name}-source"
+            )
+            .pipe(*pipeline)
+            .subscribe(on_error=on_error, on_completed=ended.set)
+        )
+        interval = cfg.checkpoint_interval_ms / 1000.0
+        next_save = time.monotonic() + interval
+        abandoned_at: float | None = None
+        while not ended.wait(min(interval, 0.5)):
+            if self._abandon.is_set():
+                abandoned_at = abandoned_at or time.monotonic()
+                if time.monotonic() - abandoned_at > 2.0:
+                    break  # stop without draining: do not wait for a stuck step
+            if cfg.checkpoint and time.monotonic() >= next_save:
+                next_save = time.monotonic() + interval
+                try:
+                    self._save_checkpoint(source)
+                except MstreamError as exc:
+                    self.logger.warning("connector %s: checkpoint not saved: %s", self.name, exc)
+        subscription.dispose()
+        if outcome:
+            raise outcome[0]
+        if cfg.checkpoint and self._drain:
+            try:
+                for target in targets:
+                    target.sink.flush()
+                self._save_checkpoint(source)
+            except Exception as exc:
+                reason = _reason(exc)
+                self.reason = f"final checkpoint not saved: {reason}"
+                self.logger.error(
+                    "connector %s: final checkpoint not saved: %s; the next run resumes from "
+                    "the last saved one (events after it are delivered again)",
+                    self.name,
+                    reason,
+                )
 
     def _count_in(self, batch: Batch) -> Batch:
         self.counters.record_in(batch.source_count)
@@ -540,33 +677,30 @@ class _SchedulerCloser(Middleware):
         self.scheduler.dispose()
 
 
-class _CheckpointSaver:
-    """Saves the source's committed position every interval, on its own thread."""
+def _stop_at_exit() -> None:
+    """At interpreter exit, before Python waits for non-daemon threads: stop every job.
 
-    def __init__(self, connector: Connector, source: Source) -> None:
-        self.connector = connector
-        self.source = source
-        self.interval = connector.config.checkpoint_interval_ms / 1000.0
-        self._done = threading.Event()
-        self._thread = threading.Thread(
-            target=self._loop, name=f"mstream-{connector.name}-checkpoint", daemon=True
-        )
+    Each is drained within its bound (30 s), then abandoned (what is acknowledged and
+    checkpointed stays saved); a job whose step ignores both is named on the log, and
+    Python then waits for its thread as for any other.
+    """
+    connectors = list(_live)
+    if not connectors:
+        return
+    for connector in connectors:
+        connector.stop(timeout=0)
+    deadline = time.monotonic() + 30.0
+    for connector in connectors:
+        if not connector.wait(max(0.0, deadline - time.monotonic())):
+            connector.stop(drain=False, timeout=5.0)
+    stuck = sorted(c.name for c in connectors if c.running)
+    if stuck:
+        log.error("at exit: job(s) %s still running after their stop bound", ", ".join(stuck))
 
-    def start(self) -> None:
-        self._thread.start()
 
-    def stop(self) -> None:
-        self._done.set()
-        self._thread.join()
-
-    def _loop(self) -> None:
-        while not self._done.wait(self.interval):
-            try:
-                self.connector._save_checkpoint(self.source)
-            except MstreamError as exc:
-                self.connector.logger.warning(
-                    "connector %s: checkpoint not saved: %s", self.connector.name, exc
-                )
+_live: weakref.WeakSet[Connector] = weakref.WeakSet()
+"""Connectors whose thread is running, stopped by :func:`_stop_at_exit`."""
+threading._register_atexit(_stop_at_exit)  # type: ignore[attr-defined]  # before thread joins
 
 
 def _reason(exc: BaseException) -> str:

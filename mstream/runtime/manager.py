@@ -16,21 +16,22 @@ completed; the others start again and resume from their checkpoint. A stored job
 longer validates (say its service was removed) is listed as failed with the reason and
 never affects the others.
 
-The methods that block (stop, restart, delete, store I/O) run off the IOLoop; the API and
-the CLI call them through an executor.
+Concurrency rule (read this before changing the manager; see :mod:`mstream.runtime.control`):
 
-Concurrency rule (read this before changing the manager):
-
-* ``_lock`` guards the manager's tables only (connectors, desired states, operations in
-  progress). It is never held across I/O: store writes, connector stops and service
-  removals happen after it is released.
-* One lifecycle operation at a time per job name: create, stop, restart, delete and
-  restore claim the name first (:meth:`JobManager._exclusive`); a second operation on a
-  claimed name is refused at once with :class:`~mstream.errors.ConflictError` ("busy"),
-  never queued behind the first. So no sequence of concurrent calls can leave a connector
-  running that the manager does not list.
+* Every lifecycle operation (create, start, stop, restart, delete, restore, service
+  create/delete, a connector's state change) runs **on the control loop**, the IOLoop that
+  serves the API. The lifecycle methods are coroutines; their blocking parts (store I/O,
+  waiting for a connector to stop) are awaited in the executor, never run on the loop.
+  The tables are written only on the loop, so there is no lock; other threads read copies.
+* Connector threads report state changes with ``IOLoop.add_callback`` only.
+* One lifecycle operation at a time per job name: each claims the name first
+  (:meth:`JobManager._exclusive`); a second one on a claimed name is refused at once with
+  :class:`~mstream.errors.ConflictError` ("busy"), never queued. So no interleaving of
+  calls can leave a connector running that the manager does not list.
 * Once :meth:`JobManager.stop_all` has begun, every lifecycle operation is refused, and
   ``stop_all`` waits for the ones already in progress before it stops the jobs.
+
+A script or notebook uses :class:`BlockingJobs`, which runs each call on the loop and waits.
 
 Example:
     >>> from mstream.config import parse_config
@@ -43,39 +44,45 @@ Example:
     ...         "resource": "counter", "output_encoding": "json"},
     ...         "sinks": [{"service_name": "out", "resource": "o.jsonl",
     ...                    "output_encoding": "json"}]}]})
-    >>> m = JobManager(cfg, Stores.in_memory())
-    >>> m.start_enabled(); m.wait_all(10)
+    >>> jobs = BlockingJobs(JobManager(cfg, Stores.in_memory()))
+    >>> jobs.start_enabled(); jobs.wait_all(10)
     True
-    >>> m.get("demo").counters.events_out
+    >>> jobs.get("demo").counters.events_out
     10
-    >>> m.jobs_using("out")
+    >>> jobs.call(jobs.manager.jobs_using, "out")
     ['demo']
+    >>> jobs.close()
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
-from mstream import file_access
+from tornado.locks import Condition
+
 from mstream.config.model import Config, ConnectorConfig, ServiceConfig
 from mstream.config.schema import parse_connector, parse_service
+from mstream.core import ConnectorCounters
 from mstream.errors import ConfigError, ConflictError, MstreamError, NotFoundError
 from mstream.registry import ServiceRegistry
+from mstream.runtime.admission import check_files, check_service
+from mstream.runtime.broken import BrokenJob
 from mstream.runtime.connector import (
     COMPLETED,
     CREATED,
     FAILED,
+    RETRYING,
     RUNNING,
     STOPPED,
-    STOPPING,
     Connector,
 )
+from mstream.runtime.control import ControlLoop
 from mstream.stores import Stores
 
 log = logging.getLogger("mstream.jobs")
@@ -85,42 +92,7 @@ DESIRED_STOPPED = "stopped"
 STARTUP_STATES = ("force_from_file", "seed_from_file", "keep")
 RESTART_FROM = ("checkpoint", "beginning")
 """Where a completed job may be restarted from (``POST /jobs/{name}/restart?from=...``)."""
-
-
-class BrokenJob:
-    """A stored job whose definition no longer validates; shown as failed, never run.
-
-    Attributes:
-        name: the job name.
-        definition: the stored definition, as stored.
-        reason: why it cannot run (the validation problems).
-    """
-
-    def __init__(
-        self, name: str, definition: dict[str, Any], reason: str, record: Mapping[str, Any]
-    ) -> None:
-        self.name = name
-        self.definition = definition
-        self.reason = reason
-        self.record = dict(record)
-
-    def service_names(self) -> set[str]:
-        """Service names the raw definition mentions (best effort)."""
-        names: set[str] = set()
-
-        def visit(value: Any) -> None:
-            if isinstance(value, Mapping):
-                sn = value.get("service_name")
-                if isinstance(sn, str):
-                    names.add(sn)
-                for item in value.values():
-                    visit(item)
-            elif isinstance(value, list):
-                for item in value:
-                    visit(item)
-
-        visit(self.definition)
-        return names
+PERSISTED_STATES = (RUNNING, RETRYING, STOPPED, COMPLETED, FAILED)
 
 
 class JobManager:
@@ -129,9 +101,10 @@ class JobManager:
     Args:
         config: the loaded configuration (its services and connectors).
         stores: checkpoint, job and service stores.
+        control: the control loop (a loop on a thread of its own when omitted).
         registry: the service registry (an in-memory one holding the config's services when
             omitted).
-        on_change: called after any connector changes state.
+        on_change: called on the control loop after any connector changes state.
         max_restarts: restarts after transport failures before a job is marked failed.
         start_timeout: seconds a job's run may take to open its steps before the start
             watchdog fails it.
@@ -142,12 +115,14 @@ class JobManager:
         config: Config,
         stores: Stores,
         *,
+        control: ControlLoop | None = None,
         registry: ServiceRegistry | None = None,
         on_change: Callable[[Connector], None] | None = None,
         max_restarts: int = 5,
         start_timeout: float = 60.0,
     ) -> None:
         self.config = config
+        self.control = control if control is not None else ControlLoop()
         self.max_restarts = max_restarts
         self.start_timeout = start_timeout
         self.stores = stores
@@ -160,11 +135,12 @@ class JobManager:
         self._desired: dict[str, str] = {}
         self._origin: dict[str, str] = {}
         self._created: dict[str, float] = {}
-        self._lock = threading.RLock()
-        self._idle = threading.Condition(self._lock)
         self._busy: dict[str, str] = {}  # job name -> the lifecycle operation in progress
+        self._idle = Condition()
         self._removing_services: set[str] = set()
         self._closing = False
+        # job records are written in order, one at a time, off the loop
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="mstream-jobstore")
 
     # -- services ------------------------------------------------------------------------
 
@@ -173,44 +149,23 @@ class JobManager:
         """Every service by name (a snapshot)."""
         return self.registry.all()
 
-    def create_service(self, raw: Any) -> ServiceConfig:
+    async def create_service(self, raw: Any) -> ServiceConfig:
         """Validate a service definition (as in ``[[services]]``) and add it.
 
         Raises:
-            ConfigError: invalid definition (one ``path: message`` line per problem).
+            ConfigError: invalid definition (one ``path: message`` line per problem), or
+                files or a host the operator did not open to the API.
             ConflictError: a service with that name exists.
         """
+        self.control.assert_on_loop()
         service = parse_service(raw, "")
-        if service.provider == "file":
-            file_access.current().check_base_dir(service.options.get("base_dir"), "base_dir")
-        if service.provider == "udf" and service.options.get("script_path"):
-            file_access.current().check_base_dir(service.options["script_path"], "script_path")
-        if service.provider == "http":
-            self._check_egress(str(service.options.get("host", "")))
-        with self._lock:
-            if service.name in self._removing_services:
-                raise ConflictError(f"service {service.name!r} is being deleted; try again")
-        self.registry.add(service, origin="api")
+        await self.control.io(check_service, service, self.config)
+        if service.name in self._removing_services:
+            raise ConflictError(f"service {service.name!r} is being deleted; try again")
+        await self.control.io(self.registry.add, service, origin="api")
         return service
 
-    def _check_egress(self, url: str) -> None:
-        """An ``http`` service created through the API may only call the hosts named in
-        ``[system] http_allowed_hosts`` (``"*"`` allows any); none by default.
-
-        Raises:
-            ConfigError: ``host: ...`` when the host is not allowed.
-        """
-        allowed = self.config.system.http_allowed_hosts
-        host = (urlsplit(url).hostname or "").lower()
-        if "*" in allowed or host in {h.lower() for h in allowed}:
-            return
-        shown = ", ".join(allowed) if allowed else "none"
-        raise ConfigError(
-            f"host: {host[:100]!r} is not in [system] http_allowed_hosts (allowed: {shown}); "
-            "http services created through the API may only call the hosts the operator allowed"
-        )
-
-    def delete_service(self, name: str) -> ServiceConfig:
+    async def delete_service(self, name: str) -> ServiceConfig:
         """Remove a service that no job uses.
 
         Every job the manager holds counts as a user - running, stopped, completed or failed
@@ -220,31 +175,28 @@ class JobManager:
             NotFoundError: no such service.
             ConflictError: jobs use it (they are named in the message).
         """
-        with self._lock:  # no job may be created with it meanwhile (checked by create)
-            self.registry.get(name)
-            users = self.jobs_using(name)
-            users += sorted(n for n in self._busy if n not in users)
-            if users:
-                jobs = ", ".join(users)
-                raise ConflictError(
-                    f"service {name!r} is used by job(s) {jobs}; delete those jobs first"
-                )
-            if name in self._removing_services:
-                raise ConflictError(f"service {name!r} is being deleted")
-            self._removing_services.add(name)
+        self.control.assert_on_loop()
+        self.registry.get(name)
+        users = self.jobs_using(name)
+        users += sorted(n for n in self._busy if n not in users)
+        if users:
+            jobs = ", ".join(users)
+            raise ConflictError(
+                f"service {name!r} is used by job(s) {jobs}; delete those jobs first"
+            )
+        if name in self._removing_services:
+            raise ConflictError(f"service {name!r} is being deleted")
+        self._removing_services.add(name)  # no job may be created with it meanwhile
         try:
-            return self.registry.remove(name)  # store I/O: outside the manager's lock
+            return await self.control.io(self.registry.remove, name)
         finally:
-            with self._lock:
-                self._removing_services.discard(name)
+            self._removing_services.discard(name)
 
     def jobs_using(self, service_name: str) -> list[str]:
         """Names of the jobs (in any state) whose definition uses ``service_name``."""
-        with self._lock:
-            users = [
-                n for n, c in self.connectors.items() if service_name in c.config.service_names()
-            ]
-            users += [n for n, b in self.broken.items() if service_name in b.service_names()]
+        connectors, broken = dict(self.connectors), dict(self.broken)
+        users = [n for n, c in connectors.items() if service_name in c.config.service_names()]
+        users += [n for n, b in broken.items() if service_name in b.service_names()]
         return sorted(users)
 
     # -- persistence ---------------------------------------------------------------------
@@ -262,19 +214,23 @@ class JobManager:
             "stopped_at": connector.stopped_at,
         }
 
-    def _persist(self, name: str) -> None:
-        with self._lock:
-            if name not in self.connectors:
-                return
-            record = self._record(name)
-        self.stores.jobs.put(name, record)
+    async def _persist(self, name: str) -> None:
+        """Write the job's record (built on the loop) to the job store (off the loop)."""
+        if name not in self.connectors:
+            return
+        record = self._record(name)
+        await self.control.loop.run_in_executor(self._writer, self.stores.jobs.put, name, record)
 
-    def _changed(self, connector: Connector) -> None:
-        with self._lock:
-            current = self.connectors.get(connector.name) is connector
-        if current and connector.state in (RUNNING, STOPPED, COMPLETED, FAILED):
+    def _reported(self, connector: Connector) -> None:
+        """A connector changed state (called on its thread): hand it to the loop."""
+        self.control.post(self._changed, connector)
+
+    async def _changed(self, connector: Connector) -> None:
+        if self.connectors.get(connector.name) is connector and (
+            connector.state in PERSISTED_STATES
+        ):
             try:
-                self._persist(connector.name)
+                await self._persist(connector.name)
             except MstreamError as exc:
                 log.warning("job %s: state not saved: %s", connector.name, exc)
         if self.on_change is not None:
@@ -288,33 +244,32 @@ class JobManager:
             ConflictError: another operation on the job is in progress, or the manager is
                 stopping.
         """
-        with self._lock:
-            if self._closing:
-                raise ConflictError(f"job {name!r}: mstream is stopping; try again later")
-            current = self._busy.get(name)
-            if current is not None:
-                raise ConflictError(f"job {name!r} is busy ({current} in progress); try again")
-            self._busy[name] = operation
+        self.control.assert_on_loop()
+        if self._closing:
+            raise ConflictError(f"job {name!r}: mstream is stopping; try again later")
+        current = self._busy.get(name)
+        if current is not None:
+            raise ConflictError(f"job {name!r} is busy ({current} in progress); try again")
+        self._busy[name] = operation
         try:
             yield
         finally:
-            with self._lock:
-                del self._busy[name]
-                self._idle.notify_all()
+            del self._busy[name]
+            self._idle.notify_all()
 
     def _new_connector(self, definition: ConnectorConfig) -> Connector:
         return Connector(
             definition,
             self.services,
             self.stores.checkpoints,
-            on_change=self._changed,
+            on_change=self._reported,
             max_restarts=self.max_restarts,
             start_timeout=self.start_timeout,
         )
 
-    # -- lifecycle -----------------------------------------------------------------------
+    # -- lifecycle (coroutines on the control loop) --------------------------------------
 
-    def create(
+    async def create(
         self,
         definition: ConnectorConfig,
         *,
@@ -328,88 +283,55 @@ class JobManager:
             ConflictError: a job with that name exists (delete it first to replace it).
         """
         with self._exclusive(definition.name, "create"):
-            return self._create(definition, start=start, origin=origin, persist=persist)
+            return await self._create(definition, start=start, origin=origin, persist=persist)
 
-    def _create(
+    async def _create(
         self, definition: ConnectorConfig, *, start: bool, origin: str, persist: bool
     ) -> Connector:
         """:meth:`create` for a caller that has claimed the name."""
-        with self._lock:
-            if definition.name in self.connectors or definition.name in self.broken:
-                raise ConflictError(f"job {definition.name!r} already exists")
-            for service in definition.service_names():
-                if service in self._removing_services:
-                    raise ConflictError(f"service {service!r} is being deleted")
-            connector = self._new_connector(definition)
-            if not start:
-                connector.state = STOPPED
-            self.connectors[definition.name] = connector
-            self._desired[definition.name] = DESIRED_RUNNING if start else DESIRED_STOPPED
-            self._origin[definition.name] = origin
-            self._created[definition.name] = time.time()
+        if definition.name in self.connectors or definition.name in self.broken:
+            raise ConflictError(f"job {definition.name!r} already exists")
+        for service in definition.service_names():
+            if service in self._removing_services:
+                raise ConflictError(f"service {service!r} is being deleted")
+        connector = self._new_connector(definition)
+        if not start:
+            connector.mark(STOPPED)
+        self.connectors[definition.name] = connector
+        self._desired[definition.name] = DESIRED_RUNNING if start else DESIRED_STOPPED
+        self._origin[definition.name] = origin
+        self._created[definition.name] = time.time()
         if persist:
-            self._persist(definition.name)
+            await self._persist(definition.name)
         if start:
             connector.start()
             log.info("job %s started", definition.name)
         return connector
 
-    def create_from_dict(self, raw: Any) -> Connector:
+    async def create_from_dict(self, raw: Any) -> Connector:
         """Validate a connector definition (as in ``[[connectors]]``), then create and start it.
 
         Raises:
             ConfigError: invalid definition (one ``path: message`` line per problem).
             ConflictError: a job with that name exists.
         """
+        self.control.assert_on_loop()
         definition = parse_connector(raw, self.services, "")
-        self._check_files(definition)
+        await self.control.io(check_files, definition, self.services)
         with self._exclusive(definition.name, "create"):
-            connector = self._create(definition, start=True, origin="api", persist=True)
+            connector = await self._create(definition, start=True, origin="api", persist=True)
         log.info("job %s created and started", definition.name)
         return connector
 
-    def _check_files(self, definition: ConnectorConfig) -> None:
-        """Refuse, naming the field, a file path the file access policy does not allow.
-
-        Raises:
-            ConfigError: one ``path: reason`` line per refused path.
-        """
-        from mstream.providers.file import resolve_path
-
-        steps: list[tuple[str, str, str]] = [
-            ("source.resource", definition.source.service_name, definition.source.resource)
-        ]
-        steps += [
-            (f"sinks[{i}].resource", s.service_name, s.resource)
-            for i, s in enumerate(definition.sinks)
-        ]
-        steps += [
-            (f"schemas[{i}].resource", s.service_name, s.resource)
-            for i, s in enumerate(definition.schemas)
-        ]
-        if definition.dead_letter is not None:
-            dl = definition.dead_letter
-            steps.append(("dead_letter.resource", dl.service_name, dl.resource))
-        problems = []
-        services = self.services
-        for field, service_name, resource in steps:
-            service = services.get(service_name)
-            if service is None or service.provider != "file" or not resource:
-                continue
-            try:
-                resolve_path(service, resource)
-            except ConfigError as exc:
-                problems.append(f"{field}: " + "; ".join(exc.problems))
-        if problems:
-            raise ConfigError(problems)
-
-    def start_enabled(self) -> None:
+    async def start_enabled(self) -> None:
         """Create and start every enabled connector of the config (no job store involved)."""
         for definition in self.config.connectors:
             if definition.enabled:
-                self.create(definition, origin="file")
+                await self.create(definition, origin="file")
 
-    def bootstrap(self, startup_state: str | None = None, *, safe_mode: bool = False) -> list[str]:
+    async def bootstrap(
+        self, startup_state: str | None = None, *, safe_mode: bool = False
+    ) -> list[str]:
         """Restore and start jobs from the job store and the config file.
 
         Args:
@@ -422,18 +344,19 @@ class JobManager:
         Returns:
             The names of the jobs started.
         """
+        self.control.assert_on_loop()
         mode = startup_state or self.config.system.startup_state
         if mode not in STARTUP_STATES:
             raise ConfigError(
                 f"startup_state: must be one of {', '.join(STARTUP_STATES)} (got {mode!r})"
             )
-        stored = self.stores.jobs.all()
+        stored = await self.control.io(self.stores.jobs.all)
         file_jobs = {c.name: c for c in self.config.connectors}
         plan: list[tuple[str, ConnectorConfig | None, dict[str, Any] | None]] = []
         if mode == "force_from_file":
             for name in stored:
                 if name not in file_jobs:
-                    self.stores.jobs.delete(name)
+                    await self.control.io(self.stores.jobs.delete, name)
                     log.info(
                         "job %s: removed from the job store (startup_state = force_from_file)", name
                     )
@@ -451,7 +374,7 @@ class JobManager:
                     run = from_file.enabled and not safe_mode
                     # in safe mode a file job is listed, not stored, so the next normal
                     # start seeds it as the file says
-                    self.create(from_file, start=run, origin="file", persist=not safe_mode)
+                    await self.create(from_file, start=run, origin="file", persist=not safe_mode)
                     if run:
                         started.append(name)
                 elif record is not None and self._restore(name, record, start=not safe_mode):
@@ -470,76 +393,53 @@ class JobManager:
             definition = parse_connector(raw, self.services, "")
         except ConfigError as exc:
             reason = "stored definition is no longer valid: " + "; ".join(exc.problems)
-            with self._lock:
-                self.broken[name] = BrokenJob(
-                    name, dict(raw) if isinstance(raw, Mapping) else {}, reason, record
-                )
+            self.broken[name] = BrokenJob(
+                name, dict(raw) if isinstance(raw, Mapping) else {}, reason, record
+            )
             log.error("job %s: %s", name, reason)
             return False
         desired = record.get("desired_state", DESIRED_RUNNING)
         last = record.get("last_state")
         run = start and desired == DESIRED_RUNNING and last != COMPLETED
-        with self._lock:
-            if name in self.connectors:
-                raise ConflictError(f"job {name!r} already exists")
-            connector = self._new_connector(definition)
-            self.connectors[name] = connector
-            self._desired[name] = DESIRED_STOPPED if desired == DESIRED_STOPPED else DESIRED_RUNNING
-            self._origin[name] = str(record.get("origin", "api"))
-            self._created[name] = float(record.get("created_at") or time.time())
+        if name in self.connectors:
+            raise ConflictError(f"job {name!r} already exists")
+        connector = self._new_connector(definition)
+        self.connectors[name] = connector
+        self._desired[name] = DESIRED_STOPPED if desired == DESIRED_STOPPED else DESIRED_RUNNING
+        self._origin[name] = str(record.get("origin", "api"))
+        self._created[name] = float(record.get("created_at") or time.time())
         if run:
             connector.start()
             log.info("job %s restored and started (resumes from its checkpoint)", name)
             return True
-        connector.state = COMPLETED if last == COMPLETED and desired == DESIRED_RUNNING else STOPPED
+        state = COMPLETED if last == COMPLETED and desired == DESIRED_RUNNING else STOPPED
         if not start and desired == DESIRED_RUNNING and last != COMPLETED:
-            connector.reason = "safe mode: not started (POST /jobs/{name}/restart starts it)"
+            connector.mark(state, "safe mode: not started (POST /jobs/{name}/restart starts it)")
             log.info("job %s restored (stopped: safe mode)", name)
             return False
-        connector.reason = record.get("reason") if connector.state == COMPLETED else None
+        connector.mark(state, record.get("reason") if state == COMPLETED else None)
         connector.started_at = record.get("started_at")
         connector.stopped_at = record.get("stopped_at")
-        log.info("job %s restored (%s)", name, connector.state)
+        log.info("job %s restored (%s)", name, state)
         return False
 
-    def get(self, name: str) -> Connector:
-        """The connector called ``name``.
-
-        Raises:
-            NotFoundError: no such job.
-        """
-        with self._lock:
-            connector = self.connectors.get(name)
-            broken = name in self.broken
-        if connector is None:
-            if broken:
-                raise ConflictError(f"job {name!r} cannot run: {self.broken[name].reason}")
-            raise NotFoundError(f"job {name!r} not found")
-        return connector
-
-    def exists(self, name: str) -> bool:
-        """Whether a job (runnable or broken) called ``name`` exists."""
-        with self._lock:
-            return name in self.connectors or name in self.broken
-
-    def stop(self, name: str, *, drain: bool = True, timeout: float = 30.0) -> Connector:
-        """Stop a job (blocking; drains in-flight events and saves the final checkpoint).
+    async def stop(self, name: str, *, drain: bool = True, timeout: float = 30.0) -> Connector:
+        """Stop a job (drains in-flight events and saves the final checkpoint).
 
         Stopping a job that is not running is allowed; it only records that the user
         wants it stopped (it then stays stopped across process restarts).
         """
         with self._exclusive(name, "stop"):
             connector = self.get(name)
-            with self._lock:
-                self._desired[name] = DESIRED_STOPPED
-            connector.stop(drain=drain, timeout=timeout)
+            self._desired[name] = DESIRED_STOPPED
+            await self.control.io(connector.stop, drain=drain, timeout=timeout)
             if connector.state == CREATED:
-                connector.state = STOPPED
-            self._persist(name)
+                connector.mark(STOPPED)
+            await self._persist(name)
             log.info("job %s stopped by request (%s)", name, connector.state)
         return connector
 
-    def restart(
+    async def restart(
         self, name: str, *, timeout: float = 30.0, start_from: str | None = None
     ) -> Connector:
         """Stop (draining) and start a job again; it resumes from its checkpoint.
@@ -562,8 +462,7 @@ class JobManager:
                 f"from: must be one of {', '.join(RESTART_FROM)} (got {str(start_from)[:40]!r})"
             )
         with self._exclusive(name, "restart"):
-            with self._lock:
-                broken = self.broken.get(name)
+            broken = self.broken.get(name)
             if broken is not None:
                 try:
                     definition = parse_connector(broken.definition, self.services, "")
@@ -571,12 +470,11 @@ class JobManager:
                     raise ConflictError(
                         f"job {name!r} cannot run: " + "; ".join(exc.problems)
                     ) from None
-                with self._lock:
-                    del self.broken[name]
-                    self._created.setdefault(
-                        name, float(broken.record.get("created_at") or time.time())
-                    )
-                    self._origin.setdefault(name, str(broken.record.get("origin", "api")))
+                del self.broken[name]
+                self._created.setdefault(
+                    name, float(broken.record.get("created_at") or time.time())
+                )
+                self._origin.setdefault(name, str(broken.record.get("origin", "api")))
             else:
                 old = self.get(name)
                 if old.state == COMPLETED and start_from is None:
@@ -585,18 +483,17 @@ class JobManager:
                         "again: restart with from=checkpoint (resume after the last saved "
                         "position) or from=beginning (forget its checkpoints)"
                     )
-                if not old.stop(timeout=timeout):
+                if not await self.control.io(old.stop, timeout=timeout):
                     raise ConflictError(
                         f"job {name!r} did not stop within {timeout:.0f}s; try again"
                     )
                 definition = old.config
             if start_from == "beginning":
-                self.stores.checkpoints.delete(name)
-            with self._lock:
-                fresh = self._new_connector(definition)
-                self.connectors[name] = fresh
-                self._desired[name] = DESIRED_RUNNING
-            self._persist(name)
+                await self.control.io(self.stores.checkpoints.delete, name)
+            fresh = self._new_connector(definition)
+            self.connectors[name] = fresh
+            self._desired[name] = DESIRED_RUNNING
+            await self._persist(name)
             fresh.start()
             log.info(
                 "job %s restarted (%s)",
@@ -607,7 +504,7 @@ class JobManager:
             )
         return fresh
 
-    def delete(self, name: str, *, keep_checkpoints: bool = False) -> None:
+    async def delete(self, name: str, *, keep_checkpoints: bool = False) -> None:
         """Delete a job that is not running (and, unless kept, its checkpoints).
 
         Raises:
@@ -615,29 +512,25 @@ class JobManager:
             ConflictError: the job is running; stop it first.
         """
         with self._exclusive(name, "delete"):
-            with self._lock:
-                connector = self.connectors.get(name)
-                if connector is None and name not in self.broken:
-                    raise NotFoundError(f"job {name!r} not found")
-                # a failed job may still have a thread stuck in a step's open (the start
-                # watchdog failed it); it is stopping and owns nothing the next run needs
-                if connector is not None and (
-                    connector.state in (RUNNING, STOPPING)
-                    or (connector.running and connector.state != FAILED)
-                ):
-                    raise ConflictError(
-                        f"job {name!r} is {connector.state}; stop it before deleting it"
-                    )
-                self.connectors.pop(name, None)
-                self.broken.pop(name, None)
-                for table in (self._desired, self._origin, self._created):
-                    table.pop(name, None)
-            self.stores.jobs.delete(name)
+            connector = self.connectors.get(name)
+            if connector is None and name not in self.broken:
+                raise NotFoundError(f"job {name!r} not found")
+            # a failed job may still have a thread stuck in a step's open (the start
+            # watchdog failed it); it is stopping and owns nothing the next run needs
+            if connector is not None and connector.running and connector.state != FAILED:
+                raise ConflictError(
+                    f"job {name!r} is {connector.state}; stop it before deleting it"
+                )
+            self.connectors.pop(name, None)
+            self.broken.pop(name, None)
+            for table in (self._desired, self._origin, self._created):
+                table.pop(name, None)
+            await self.control.loop.run_in_executor(self._writer, self.stores.jobs.delete, name)
             if not keep_checkpoints:
-                self.stores.checkpoints.delete(name)
+                await self.control.io(self.stores.checkpoints.delete, name)
             log.info("job %s deleted", name)
 
-    def stop_all(self, *, drain: bool = True, timeout: float = 30.0) -> list[str]:
+    async def stop_all(self, *, drain: bool = True, timeout: float = 30.0) -> list[str]:
         """Stop every job (signals them all first, then waits). Desired states are kept, so
         the jobs that were running start again with the next process.
 
@@ -648,16 +541,22 @@ class JobManager:
         Returns:
             The names of the jobs still running after ``timeout`` (empty when all stopped).
         """
+        self.control.assert_on_loop()
         deadline = time.monotonic() + timeout
-        with self._lock:
-            self._closing = True
-            while self._busy and self._idle.wait(max(0.0, deadline - time.monotonic())):
-                pass
-            connectors = list(self.connectors.values())
+        self._closing = True
+        while self._busy:
+            left = deadline - time.monotonic()
+            if left <= 0 or not await self._idle.wait(timeout=timedelta(seconds=left)):
+                break
+        connectors = list(self.connectors.values())
         for connector in connectors:
             connector.stop(drain=drain, timeout=0)  # signal only; waited for below
-        for connector in connectors:
-            connector.wait(max(0.0, deadline - time.monotonic()))
+
+        def wait_for_all() -> None:
+            for connector in connectors:
+                connector.wait(max(0.0, deadline - time.monotonic()))
+
+        await self.control.io(wait_for_all)
         return sorted(c.name for c in connectors if c.running)
 
     def abandon_all(self) -> None:
@@ -666,29 +565,42 @@ class JobManager:
         What was acknowledged and checkpointed stays saved; in-flight events are delivered
         again by the next run.
         """
-        with self._lock:
-            self._closing = True
-            connectors = list(self.connectors.values())
-        for connector in connectors:
+        self._closing = True
+        for connector in list(self.connectors.values()):
             connector.stop(drain=False, timeout=0)  # signal only
 
-    def wait_all(self, timeout: float | None = None) -> bool:
-        """Wait until every job has finished."""
-        with self._lock:
-            connectors = list(self.connectors.values())
-        return all(c.wait(timeout) for c in connectors)
+    def close(self) -> None:
+        """Release the job store writer (after :meth:`stop_all`)."""
+        self._writer.shutdown(wait=True)
+
+    # -- views (quick, non-blocking; on the loop, or a copy from elsewhere) --------------
+
+    def get(self, name: str) -> Connector:
+        """The connector called ``name``.
+
+        Raises:
+            NotFoundError: no such job.
+            ConflictError: the stored job cannot run (its reason is given).
+        """
+        connector = self.connectors.get(name)
+        if connector is None:
+            broken = self.broken.get(name)
+            if broken is not None:
+                raise ConflictError(f"job {name!r} cannot run: {broken.reason}")
+            raise NotFoundError(f"job {name!r} not found")
+        return connector
+
+    def exists(self, name: str) -> bool:
+        """Whether a job (runnable or broken) called ``name`` exists."""
+        return name in self.connectors or name in self.broken
 
     def running_jobs(self) -> list[str]:
         """Names of the jobs whose connector is running now."""
-        with self._lock:
-            return sorted(n for n, c in self.connectors.items() if c.running)
+        return sorted(n for n, c in dict(self.connectors).items() if c.running)
 
     def all_finished(self) -> bool:
         """Whether no job is running any more."""
-        with self._lock:
-            return all(not c.running for c in self.connectors.values())
-
-    # -- views ---------------------------------------------------------------------------
+        return all(not c.running for c in list(self.connectors.values()))
 
     def describe(self, name: str, *, definition: bool = True) -> dict[str, Any]:
         """A job's state, times, counters (and definition), JSON-ready.
@@ -696,11 +608,10 @@ class JobManager:
         Raises:
             NotFoundError: no such job.
         """
-        with self._lock:
-            connector = self.connectors.get(name)
-            broken = self.broken.get(name)
-            desired = self._desired.get(name, DESIRED_RUNNING)
-            origin = self._origin.get(name, "api")
+        connector = self.connectors.get(name)
+        broken = self.broken.get(name)
+        desired = self._desired.get(name, DESIRED_RUNNING)
+        origin = self._origin.get(name, "api")
         if connector is not None:
             out = connector.status()
             out["desired_state"] = desired
@@ -717,7 +628,7 @@ class JobManager:
                 "started_at": broken.record.get("started_at"),
                 "stopped_at": broken.record.get("stopped_at"),
                 "restarts": 0,
-                "counters": self._zero_counters(),
+                "counters": ConnectorCounters().snapshot(),
                 "desired_state": broken.record.get("desired_state", DESIRED_RUNNING),
                 "origin": broken.record.get("origin", "api"),
                 "services": sorted(broken.service_names()),
@@ -727,25 +638,17 @@ class JobManager:
             return out
         raise NotFoundError(f"job {name!r} not found")
 
-    @staticmethod
-    def _zero_counters() -> dict[str, Any]:
-        from mstream.core import ConnectorCounters
-
-        return ConnectorCounters().snapshot()
-
     def list_jobs(self) -> list[dict[str, Any]]:
         """Every job (without definitions), sorted by name."""
-        with self._lock:
-            names = sorted(set(self.connectors) | set(self.broken))
         out = []
-        for name in names:
+        for name in sorted(set(self.connectors) | set(self.broken)):
             try:
                 out.append(self.describe(name, definition=False))
             except NotFoundError:  # deleted meanwhile
                 continue
         return out
 
-    def checkpoints(self, name: str, limit: int = 50) -> list[dict[str, Any]]:
+    async def checkpoints(self, name: str, limit: int = 50) -> list[dict[str, Any]]:
         """A job's checkpoint history, newest first.
 
         Raises:
@@ -753,14 +656,13 @@ class JobManager:
         """
         if not self.exists(name):
             raise NotFoundError(f"job {name!r} not found")
-        return [c.to_dict() for c in self.stores.checkpoints.history(name, limit)]
+        history = await self.control.io(self.stores.checkpoints.history, name, limit)
+        return [c.to_dict() for c in history]
 
     def progress_line(self) -> str:
         """One line with every job's counters, for the periodic progress log."""
         parts = []
-        with self._lock:
-            connectors = list(self.connectors.values())
-        for c in connectors:
+        for c in list(self.connectors.values()):
             snap = c.counters.snapshot()
             parts.append(
                 f"{c.name} [{c.state}] in={snap['events_in']:,} out={snap['events_out']:,} "
@@ -771,7 +673,64 @@ class JobManager:
 
     def sample(self) -> None:
         """Take a throughput sample of every job (call every second)."""
-        with self._lock:
-            connectors = list(self.connectors.values())
-        for c in connectors:
+        for c in list(self.connectors.values()):
             c.counters.sample()
+
+
+class BlockingJobs:
+    """The job manager for a script or a notebook: each call runs on the control loop and
+    this thread waits for it.
+
+    Args:
+        manager: the job manager (its own control loop thread when it was given none).
+    """
+
+    def __init__(self, manager: JobManager) -> None:
+        self.manager = manager
+
+    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` (a manager method) on the loop and wait."""
+        return self.manager.control.call(lambda: fn(*args, **kwargs))
+
+    def start_enabled(self) -> None:
+        """See :meth:`JobManager.start_enabled`."""
+        self.call(self.manager.start_enabled)
+
+    def create(self, definition: ConnectorConfig, **kwargs: Any) -> Connector:
+        """See :meth:`JobManager.create`."""
+        return self.call(self.manager.create, definition, **kwargs)  # type: ignore[no-any-return]
+
+    def stop(self, name: str, **kwargs: Any) -> Connector:
+        """See :meth:`JobManager.stop`."""
+        return self.call(self.manager.stop, name, **kwargs)  # type: ignore[no-any-return]
+
+    def restart(self, name: str, **kwargs: Any) -> Connector:
+        """See :meth:`JobManager.restart`."""
+        return self.call(self.manager.restart, name, **kwargs)  # type: ignore[no-any-return]
+
+    def delete(self, name: str, **kwargs: Any) -> None:
+        """See :meth:`JobManager.delete`."""
+        self.call(self.manager.delete, name, **kwargs)
+
+    def stop_all(self, **kwargs: Any) -> list[str]:
+        """See :meth:`JobManager.stop_all`."""
+        return self.call(self.manager.stop_all, **kwargs)  # type: ignore[no-any-return]
+
+    def get(self, name: str) -> Connector:
+        """See :meth:`JobManager.get`."""
+        return self.call(self.manager.get, name)  # type: ignore[no-any-return]
+
+    def list_jobs(self) -> list[dict[str, Any]]:
+        """See :meth:`JobManager.list_jobs`."""
+        return self.call(self.manager.list_jobs)  # type: ignore[no-any-return]
+
+    def wait_all(self, timeout: float | None = None) -> bool:
+        """Wait (on this thread) until every job has finished."""
+        connectors: list[Connector] = self.call(lambda: list(self.manager.connectors.values()))
+        return all(c.wait(timeout) for c in connectors)
+
+    def close(self) -> None:
+        """Stop every job, then the manager's writer and its own control loop."""
+        self.stop_all()
+        self.manager.close()
+        self.manager.control.close()

@@ -12,7 +12,7 @@
 const POLL_MS = 2000;
 const TOKEN_KEY = "mstream.api-token";
 const HISTORY_POINTS = 40; // throughput samples kept per job for the sparklines
-const STOPPABLE = new Set(["created", "running"]);
+const STOPPABLE = new Set(["created", "starting", "running", "retrying"]);
 const DELETABLE = new Set(["stopped", "completed", "failed"]);
 
 /**
@@ -108,6 +108,14 @@ function updateTime(el, unix) {
   setText(el, fmtTime(unix));
   if (typeof unix === "number") el.setAttribute("datetime", new Date(unix * 1000).toISOString());
   else el.removeAttribute("datetime");
+}
+
+/** While a job is retrying: its attempt, when the next one starts and the error. */
+function retryText(job) {
+  const retry = job.state === "retrying" ? job.retry : null;
+  if (!retry) return "";
+  const wait = Math.max(0, Math.round(retry.next_try_at - Date.now() / 1000));
+  return `attempt ${retry.attempt} of ${retry.of}, next in ${wait}s: ${retry.last_error}`;
 }
 
 /** The badge that shows a job state (text, not colour alone). */
@@ -519,7 +527,7 @@ function overviewView() {
     const counters = job.counters || {};
     setText(c.link, job.name);
     updateBadge(c.badge, job.state);
-    const why = job.reason || (job.state === "failed" ? counters.last_error : null);
+    const why = retryText(job) || job.reason || (job.state === "failed" ? counters.last_error : null);
     setText(c.reason, why || "");
     c.reason.hidden = !why;
     updateTime(c.started, job.started_at);
@@ -906,10 +914,13 @@ function jobView(name) {
     state = job.state;
     updateBadge(badge, job.state);
     updateButtons();
-    const reason = job.reason;
+    const retrying = retryText(job);
+    const reason = retrying || job.reason;
     reasonBox.hidden = !reason;
     reasonBox.replaceChildren(
-      h("strong", { text: job.state === "failed" ? "Failed: " : "Reason: " }),
+      h("strong", {
+        text: job.state === "failed" ? "Failed: " : retrying ? "Retrying: " : "Reason: ",
+      }),
       reason || "",
     );
     const counters = job.counters || {};
