@@ -28,6 +28,7 @@ Example:
     kafka.doctest: broker b1 down (repeated 4 times in the last 60 s)
     kafka.doctest: broker b1 down
     >>> log.removeHandler(handler)
+    >>> log.propagate = True
 """
 
 from __future__ import annotations

@@ -105,6 +105,7 @@ class DeadLetterRouter:
         >>> reject.flush_summary()
         orders: 2 events rejected in the last 2 s, last reason: decode: invalid JSON
         >>> log.removeHandler(handler)
+        >>> log.propagate = True
     """
 
     def __init__(
