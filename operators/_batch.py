@@ -21,7 +21,9 @@ def _default_timer() -> EventLoopScheduler:
     """One timer thread shared by batch operators that were given no scheduler.
 
     A timer thread per partial batch (``TimeoutScheduler``) costs a thread start per
-    batch; an event-loop scheduler queues timers on one thread.
+    batch; an event-loop scheduler queues timers on one thread. The thread is a daemon:
+    it holds no data (a partial batch lives in its operator and is flushed when its source
+    completes), so it need not keep the process alive.
     """
     global _shared_timer
     with _shared_lock:
@@ -46,6 +48,11 @@ def batch(
     source never holds events. Without ``size``, each chunk the source emitted becomes one
     ``batched=False`` unit (independent events, processed together to keep per-event
     overhead low). Emissions are serialized: the timer and the source never emit at once.
+
+    Each subscription keeps at most one pending timer, however many batches fill up
+    before it is due: it is armed for the deadline of a partial batch, and when it fires
+    it emits the partial batch then pending if that batch is ``max_wait`` old, or else is
+    re-armed for that batch's deadline (a batch begun after the timer was armed).
 
     Args:
         size: events per batch, or ``None`` for no batching.
@@ -79,10 +86,12 @@ def batch(
             observer: abc.ObserverBase[Batch], sub_scheduler: abc.SchedulerBase | None = None
         ) -> abc.DisposableBase:
             timer_scheduler = scheduler or _default_timer()
+            wait = timedelta(seconds=max_wait)
             lock = threading.RLock()
             events: list[Event] = []
             acks: list[Ack] = []
-            generation = [0]
+            started = [timer_scheduler.now]  # when the partial batch got its first event
+            armed = [False]  # a timer is pending (at most one per subscription)
             timer = SerialDisposable()
             closed = [False]
 
@@ -92,12 +101,21 @@ def batch(
                     return
                 out = Batch(events, acks, batched=True)
                 events, acks = [], []
-                generation[0] += 1
                 observer.on_next(out)
 
-            def on_timer(_: abc.SchedulerBase, state: Any) -> None:
+            def arm_locked(after: timedelta) -> None:
+                armed[0] = True
+                timer.disposable = timer_scheduler.schedule_relative(after, on_timer)
+
+            def on_timer(_scheduler: abc.SchedulerBase, _state: Any) -> None:
                 with lock:
-                    if state == generation[0] and not closed[0]:
+                    armed[0] = False
+                    if closed[0] or not events:
+                        return
+                    left = started[0] + wait - timer_scheduler.now
+                    if left > timedelta(0):
+                        arm_locked(left)
+                    else:
                         emit_locked()
 
             def on_next(item: Any) -> None:
@@ -105,9 +123,9 @@ def batch(
                     items = item if isinstance(item, list) else [item]
                     for event in items:
                         if not events:
-                            timer.disposable = timer_scheduler.schedule_relative(
-                                timedelta(seconds=max_wait), on_timer, generation[0]
-                            )
+                            started[0] = timer_scheduler.now
+                            if not armed[0]:
+                                arm_locked(wait)
                         events.append(event)
                         if event.ack is not None:
                             acks.append(event.ack)

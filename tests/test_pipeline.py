@@ -5,15 +5,22 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pytest
 import reactivex
 from mstream.operators import SinkTarget, batch, convert, deliver
+from reactivex.scheduler import EventLoopScheduler
+from reactivex.subject import Subject
 from reactivex.testing import ReactiveTest, TestScheduler
 
 from mstream.core import Batch, Event, PositionTracker
 from mstream.errors import DeliveryError, RejectedError
 from mstream.providers.base import Done, Sink, SyncSink
 
-on_next, on_completed = ReactiveTest.on_next, ReactiveTest.on_completed
+on_next, on_completed, on_error = (
+    ReactiveTest.on_next,
+    ReactiveTest.on_completed,
+    ReactiveTest.on_error,
+)
 
 
 def wait_until(condition: Any, timeout: float = 5.0) -> None:
@@ -66,6 +73,106 @@ def test_time_flush_resets_per_batch() -> None:
     emitted = [(m.time, len(m.value.value)) for m in results.messages if m.value.kind == "N"]
     # [0,1] by count at 240; the timer of the first batch (due 260) must not flush [2]
     assert emitted == [(240, 2), (320, 1)]
+
+
+class CountingScheduler(TestScheduler):
+    """A test scheduler that counts relative schedules (the batch operator's timers)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.timers = 0
+
+    def schedule_relative(self, duetime: Any, action: Any, state: Any = None) -> Any:
+        self.timers += 1
+        return super().schedule_relative(duetime, action, state)
+
+
+def test_partial_batch_begun_under_an_earlier_timer_still_waits_max_wait() -> None:
+    scheduler = CountingScheduler()
+    events = [ev(i) for i in range(4)]
+    source = scheduler.create_hot_observable(
+        on_next(210, events[0]),  # arms the one timer, due 260
+        on_next(220, events[1]),  # full batch at 220; the timer stays pending
+        on_next(230, events[2]),  # partial, due 280: the timer at 260 re-arms for 280
+        on_next(400, events[3]),  # no timer pending: arms one due 450
+        on_completed(600),
+    )
+    results = scheduler.start(lambda: source.pipe(batch(2, max_wait=50.0, scheduler=scheduler)))
+    messages: list[Any] = results.messages
+    emitted = [
+        (m.time, [e.doc["n"] for e in m.value.value.events])
+        for m in messages
+        if m.value.kind == "N"
+    ]
+    assert emitted == [(220, [0, 1]), (280, [2]), (450, [3])]
+    assert messages[-1] == on_completed(600)
+    assert scheduler.timers == 3  # at 210 (for 260), 260 (re-armed for 280), 400 (for 450)
+
+
+def test_many_full_batches_keep_one_pending_timer() -> None:
+    scheduler = CountingScheduler()
+    source: Subject[Event] = Subject()
+    out: list[tuple[float, int]] = []
+    source.pipe(batch(10, max_wait=3600.0, scheduler=scheduler)).subscribe(
+        lambda b: out.append((scheduler.clock, len(b)))
+    )
+    for n in range(10_000):
+        scheduler.advance_to(n * 0.1)
+        for i in range(10):
+            source.on_next(ev(n * 10 + i))
+    assert len(out) == 10_000 and {size for _, size in out} == {10}
+    assert scheduler.timers == 1  # one per full batch before: 10,000 queued for an hour
+    for i in range(3):
+        source.on_next(ev(i))  # a partial batch begun at 999.9, due 4599.9
+    scheduler.advance_to(4599.0)  # the timer fired at 3600 and re-armed
+    assert len(out) == 10_000 and scheduler.timers == 2
+    scheduler.advance_to(4600.0)
+    assert out[-1] == (pytest.approx(4599.9), 3) and scheduler.timers == 2
+
+
+def test_error_drops_the_partial_batch_and_its_timer_never_emits() -> None:
+    scheduler = TestScheduler()
+    source = scheduler.create_hot_observable(
+        on_next(210, [ev(0), ev(1), ev(2)]), on_error(230, RuntimeError("source down"))
+    )
+    results = scheduler.start(lambda: source.pipe(batch(2, max_wait=50.0, scheduler=scheduler)))
+    messages: list[Any] = results.messages
+    assert [(m.time, m.value.kind) for m in messages] == [(210, "N"), (230, "E")]
+    assert [e.doc["n"] for e in messages[0].value.value.events] == [0, 1]
+
+
+def test_disposal_cancels_the_pending_timer() -> None:
+    scheduler = TestScheduler()
+    source = scheduler.create_hot_observable(on_next(210, ev(0)), on_completed(900))
+    results = scheduler.start(
+        lambda: source.pipe(batch(2, max_wait=50.0, scheduler=scheduler)), disposed=230
+    )
+    assert results.messages == []
+
+
+def test_timer_and_source_never_emit_at_once_on_a_real_timer_thread() -> None:
+    timer = EventLoopScheduler()
+    inside = threading.Lock()
+    overlaps: list[int] = []
+    out: list[int] = []
+
+    def receive(b: Batch) -> None:
+        if not inside.acquire(blocking=False):
+            overlaps.append(len(b))
+            return
+        try:
+            out.extend(e.doc["n"] for e in b.events)
+        finally:
+            inside.release()
+
+    try:
+        events = [ev(n) for n in range(20_000)]
+        reactivex.from_iterable(events).pipe(batch(7, max_wait=0.0001, scheduler=timer)).subscribe(
+            receive
+        )
+    finally:
+        timer.dispose()
+    assert overlaps == [] and out == list(range(20_000))
 
 
 def test_unbatched_chunks_stay_independent_events() -> None:

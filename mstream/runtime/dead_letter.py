@@ -8,6 +8,12 @@ A dead-letter record is a JSON document::
 
 Without a dead-letter sink the event is logged (reason, stage, a payload excerpt) and
 counted; it is never dropped silently.
+
+Logging is rate-limited per connector run: the first bad event logs its WARNING at once,
+the ones that follow within ``summary_interval`` (5 s) are counted, and one summary line
+reports them, e.g. ``orders-to-avro: 40 events dead-lettered in the last 5 s, last reason:
+decode: invalid JSON``. The summary is logged by the first bad event after the interval or
+by :meth:`DeadLetterRouter.flush_summary` (at the end of a run). Counters count every event.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import base64
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -76,6 +83,29 @@ class DeadLetterRouter:
         logger: where rejections are logged.
         timeout: seconds to wait for the dead-letter sink (and for another thread's
             write to it); beyond that the event is not safely stored and the call raises.
+        summary_interval: seconds during which bad events after a logged one are counted
+            into one summary line instead of logged one by one.
+        clock: monotonic seconds (injected in tests).
+
+    Example:
+        >>> import sys
+        >>> log = logging.getLogger("doctest.dead_letter")
+        >>> log.propagate = False
+        >>> handler = logging.StreamHandler(sys.stdout)
+        >>> log.addHandler(handler)
+        >>> now = [0.0]
+        >>> reject = DeadLetterRouter("orders", ConnectorCounters(), None, logger=log,
+        ...                           clock=lambda: now[0])
+        >>> for n in range(3):
+        ...     reject(Event(b"{bad", "json"), "invalid JSON", "decode")
+        connector orders: rejected event decode (invalid JSON); payload starts b'{bad'
+        >>> reject.counters.errors
+        3
+        >>> now[0] = 2.0
+        >>> reject.flush_summary()
+        orders: 2 events rejected in the last 2 s, last reason: decode: invalid JSON
+        >>> log.removeHandler(handler)
+        >>> log.propagate = True
     """
 
     def __init__(
@@ -86,6 +116,8 @@ class DeadLetterRouter:
         encoding: str = "json",
         logger: logging.Logger | None = None,
         timeout: float = 60.0,
+        summary_interval: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.connector = connector
         self.counters = counters
@@ -93,8 +125,13 @@ class DeadLetterRouter:
         self.encoding = encoding
         self.logger = logger or logging.getLogger("mstream.dead_letter")
         self.timeout = timeout
-        self._lock = threading.Lock()
-        self._logged = 0
+        self.summary_interval = summary_interval
+        self.clock = clock
+        self._lock = threading.Lock()  # one write to the dead-letter sink at a time
+        self._log_lock = threading.Lock()  # the summary state below; never held to log
+        self._window_start: float | None = None  # when the last logged line's interval began
+        self._counted = 0  # bad events since then, not yet logged
+        self._last_reason = ""
 
     def __call__(self, event: Event, reason: str, stage: str) -> None:
         """Dead-letter one event; blocks until the dead-letter sink has written it.
@@ -105,17 +142,7 @@ class DeadLetterRouter:
         """
         record = dead_letter_record(self.connector, event, reason, stage)
         self.counters.record_error(f"{stage}: {reason}", dead_lettered=self.sink is not None)
-        if self._logged < 100 or self._logged % 1000 == 0:
-            excerpt = event.payload[:80]
-            self.logger.warning(
-                "connector %s: %s event %s (%s)%s",
-                self.connector,
-                "dead-lettered" if self.sink is not None else "rejected",
-                stage,
-                reason,
-                "" if self.sink is not None else f"; payload starts {excerpt!r}",
-            )
-        self._logged += 1
+        self._log(event, reason, stage)
         if self.sink is None:
             return
         payload = encode(record, self.encoding) if self.encoding != "json" else orjson.dumps(record)
@@ -142,3 +169,56 @@ class DeadLetterRouter:
             self._lock.release()
         if failure:
             raise DeliveryError(f"dead-letter sink failed: {failure[0]}")
+
+    def flush_summary(self) -> None:
+        """Log the summary of the bad events counted and not yet logged, if any.
+
+        Call it when the run ends (so the last summary is not lost) and, if you like,
+        periodically; the next bad event after it is logged at once.
+        """
+        now = self.clock()
+        with self._log_lock:
+            summary = self._take_summary(now)
+            self._window_start = None
+        if summary is not None:
+            self.logger.warning("%s", summary)
+
+    def _log(self, event: Event, reason: str, stage: str) -> None:
+        """Log a bad event at once, or count it into the summary of the current interval."""
+        now = self.clock()
+        with self._log_lock:
+            if self._window_start is not None and now - self._window_start < self.summary_interval:
+                self._counted += 1
+                self._last_reason = f"{stage}: {reason}"
+                return
+            summary = self._take_summary(now)
+            self._window_start = now
+            if summary is not None:  # a flood goes on: this event opens the next summary
+                self._counted = 1
+                self._last_reason = f"{stage}: {reason}"
+        if summary is not None:
+            self.logger.warning("%s", summary)
+            return
+        self.logger.warning(
+            "connector %s: %s event %s (%s)%s",
+            self.connector,
+            self._verb,
+            stage,
+            reason,
+            "" if self.sink is not None else f"; payload starts {event.payload[:80]!r}",
+        )
+
+    def _take_summary(self, now: float) -> str | None:
+        """The summary line of the counted events, resetting the count (lock held)."""
+        if not self._counted or self._window_start is None:
+            return None
+        count, self._counted = self._counted, 0
+        seconds = max(now - self._window_start, 1.0)
+        return (
+            f"{self.connector}: {count} event{'' if count == 1 else 's'} {self._verb} "
+            f"in the last {seconds:.0f} s, last reason: {self._last_reason}"
+        )
+
+    @property
+    def _verb(self) -> str:
+        return "dead-lettered" if self.sink is not None else "rejected"
