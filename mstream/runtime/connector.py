@@ -476,6 +476,7 @@ class Connector:
             halt.set()
         schemas = self._load_schemas()
         opened: list[Sink | Middleware] = []
+        reject: DeadLetterRouter | None = None
         try:
             dead_letter_sink: Sink | None = None
             if cfg.dead_letter is not None:
@@ -578,7 +579,7 @@ class Connector:
                 )
             )
 
-            self._supervise(source, halt, pipeline, targets)
+            self._supervise(source, halt, pipeline, targets, reject)
             self.logger.info(
                 "connector %s: source ended after %d events in, %d out",
                 self.name,
@@ -586,6 +587,8 @@ class Connector:
                 self.counters.events_out,
             )
         finally:
+            if reject is not None:
+                reject.flush_summary()
             for item in reversed(opened):
                 try:
                     item.close()
@@ -595,7 +598,12 @@ class Connector:
                     )
 
     def _supervise(
-        self, source: Source, halt: threading.Event, pipeline: list[Any], targets: list[Any]
+        self,
+        source: Source,
+        halt: threading.Event,
+        pipeline: list[Any],
+        targets: list[Any],
+        reject: DeadLetterRouter,
     ) -> None:
         """Subscribe, save checkpoints until the pipeline ends, then drain and save the last.
 
@@ -622,6 +630,7 @@ class Connector:
         next_save = time.monotonic() + interval
         abandoned_at: float | None = None
         while not ended.wait(min(interval, 0.5)):
+            reject.tick()
             if self._abandon.is_set():
                 abandoned_at = abandoned_at or time.monotonic()
                 if time.monotonic() - abandoned_at > 2.0:

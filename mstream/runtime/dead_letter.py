@@ -183,6 +183,20 @@ class DeadLetterRouter:
         if summary is not None:
             self.logger.warning("%s", summary)
 
+    def tick(self) -> None:
+        """Log the pending summary once its interval has passed; call it periodically (the
+        connector does, twice a second) so a flood's last summary is not held back until the
+        next bad event."""
+        now = self.clock()
+        with self._log_lock:
+            start = self._window_start
+            if start is None or not self._counted or now - start < self.summary_interval:
+                return
+            summary = self._take_summary(now)
+            self._window_start = None
+        if summary is not None:
+            self.logger.warning("%s", summary)
+
     def _log(self, event: Event, reason: str, stage: str) -> None:
         """Log a bad event at once, or count it into the summary of the current interval."""
         now = self.clock()
