@@ -357,3 +357,29 @@ def test_control_loop_runs_calls_on_its_own_thread() -> None:
             control.call(lambda: 1 / 0)
     finally:
         control.close()
+
+
+def test_counter_totals_survive_a_restart_while_since_start_counts_begin_at_zero(
+    tmp_path: Path,
+) -> None:
+    config = generator_to_file(tmp_path, checkpoint={"enabled": True, "interval_ms": 100})
+    store = MemoryCheckpointStore()
+    services = {s.name: s for s in config.services}
+    first = Connector(config.connectors[0], services, store)
+    first.start()
+    wait_for(lambda: first.counters.events_out >= 200, 10, "the first run to deliver")
+    assert first.stop(timeout=10)
+    delivered = first.counters.events_out
+    saved = store.latest("job")
+    assert saved is not None and saved.totals is not None
+    assert saved.totals["events_out"] == delivered
+
+    second = Connector(config.connectors[0], services, store)
+    second.start()
+    try:
+        wait_for(lambda: second.counters.events_out > 0, 10, "the second run to deliver")
+        snapshot = second.counters.snapshot()
+        assert snapshot["totals"]["events_out"] == delivered + snapshot["events_out"]
+    finally:
+        assert second.stop(timeout=10)
+    assert store.latest("job").totals["events_out"] == delivered + second.counters.events_out  # type: ignore[union-attr]

@@ -120,6 +120,13 @@ _COUNTERS = {
         "last_event_time": {"type": ["number", "null"], "description": "Unix time"},
         "last_error": {"type": ["string", "null"]},
         "throughput_per_sec": {"type": "number"},
+        "totals": {
+            "type": "object",
+            "description": "Counts carried across restarts: the totals saved with the last "
+            "checkpoint plus the counts since this start (jobs with checkpoints only; events "
+            "delivered again after a crash count again).",
+            "additionalProperties": {"type": "integer"},
+        },
     },
 }
 

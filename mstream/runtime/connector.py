@@ -232,6 +232,7 @@ class Connector:
         self._last_saved: Any = None
         self._on_open: Callable[[], None] | None = None
         self._wedged = False  # failed by the start watchdog while its thread is stuck
+        self._totals_carried = False
 
     # -- control -------------------------------------------------------------------------
 
@@ -260,6 +261,7 @@ class Connector:
         self.reason = None
         self.retry = None
         self.restarts = self._failures_in_a_row = 0
+        self._totals_carried = False
         self.started_at = time.time()
         self.stopped_at = None
         self._thread = threading.Thread(target=self._run, name=f"mstream-{self.name}")
@@ -506,6 +508,9 @@ class Connector:
                 saved = self.checkpoints.latest(self.name)
                 source_ctx.resume_position = saved.position if saved is not None else None
                 self._last_saved = source_ctx.resume_position
+                if not self._totals_carried:  # once per start(): later runs share counters
+                    self._totals_carried = True
+                    self.counters.carry(saved.totals if saved is not None else None)
             source = source_factory(source_service, cfg.source, source_ctx)
             self._source = source
 
@@ -667,7 +672,7 @@ class Connector:
         position = source.position()
         if position is None or position == self._last_saved:
             return
-        self.checkpoints.save(self.name, position)
+        self.checkpoints.save(self.name, position, self.counters.totals())
         self._last_saved = position
 
 

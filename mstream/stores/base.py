@@ -8,6 +8,7 @@ a MongoDB collection (``[system.checkpoints]`` etc.).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,15 +21,21 @@ class Checkpoint:
         job: the job (connector) name.
         position: JSON-ready position (file offset, Kafka offsets, resume token...).
         created_at: seconds since the epoch.
+        totals: the job's counter totals when it was saved (events in and out, errors,
+            dead-lettered, filtered), carried across restarts; ``None`` for older ones.
     """
 
     job: str
     position: Any
     created_at: float
+    totals: dict[str, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form for the API."""
-        return {"job": self.job, "position": self.position, "created_at": self.created_at}
+        out = {"job": self.job, "position": self.position, "created_at": self.created_at}
+        if self.totals is not None:
+            out["totals"] = dict(self.totals)
+        return out
 
 
 class CheckpointStore(ABC):
@@ -37,8 +44,8 @@ class CheckpointStore(ABC):
     history_limit = 100
 
     @abstractmethod
-    def save(self, job: str, position: Any) -> None:
-        """Record a position (JSON-serialisable) for ``job``."""
+    def save(self, job: str, position: Any, totals: Mapping[str, int] | None = None) -> None:
+        """Record a position (JSON-serialisable) for ``job``, with its counter totals."""
 
     @abstractmethod
     def latest(self, job: str) -> Checkpoint | None:

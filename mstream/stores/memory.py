@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from mstream.stores.base import Checkpoint, CheckpointStore, JobStore, ServiceStore
@@ -24,11 +25,12 @@ class MemoryCheckpointStore(CheckpointStore):
         self._data: dict[str, list[Checkpoint]] = {}
         self._lock = threading.Lock()
 
-    def save(self, job: str, position: Any) -> None:
+    def save(self, job: str, position: Any, totals: Mapping[str, int] | None = None) -> None:
         """Record a position."""
+        kept = dict(totals) if totals is not None else None
         with self._lock:
             items = self._data.setdefault(job, [])
-            items.append(Checkpoint(job, copy.deepcopy(position), time.time()))
+            items.append(Checkpoint(job, copy.deepcopy(position), time.time(), kept))
             del items[: -self.history_limit]
 
     def latest(self, job: str) -> Checkpoint | None:

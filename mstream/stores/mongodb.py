@@ -69,6 +69,13 @@ def _masked_address(connection_string: str) -> str:
     return mask_connection_string(connection_string)
 
 
+def _totals(value: Any) -> dict[str, int] | None:
+    """Counter totals as stored, when they are a mapping of integers (else none)."""
+    if not isinstance(value, Mapping):
+        return None
+    return {str(k): int(v) for k, v in value.items() if isinstance(v, int)}
+
+
 def _reason(exc: BaseException) -> str:
     """A short, masked description of a driver error.
 
@@ -249,7 +256,7 @@ class MongoCheckpointStore(_MongoStore, CheckpointStore):
             self.close()
             raise
 
-    def save(self, job: str, position: Any) -> None:
+    def save(self, job: str, position: Any, totals: Mapping[str, int] | None = None) -> None:
         """Record a position (JSON-serialisable) and prune the job's oldest ones.
 
         Raises:
@@ -266,6 +273,8 @@ class MongoCheckpointStore(_MongoStore, CheckpointStore):
             )
             seq = int(newest["seq"]) + 1 if newest else 1
             document = {"job": job, "seq": seq, "position": text, "created_at": time.time()}
+            if totals is not None:
+                document["totals"] = {k: int(v) for k, v in totals.items()}
             try:
                 self.collection.insert_one(document)
             except DuplicateKeyError:
@@ -294,7 +303,7 @@ class MongoCheckpointStore(_MongoStore, CheckpointStore):
 
         def read() -> list[Document]:
             cursor = self.collection.find(
-                {"job": job}, {"_id": 0, "position": 1, "created_at": 1}
+                {"job": job}, {"_id": 0, "position": 1, "created_at": 1, "totals": 1}
             ).sort("seq", DESCENDING)
             if limit > 0:
                 cursor = cursor.limit(limit)
@@ -306,6 +315,7 @@ class MongoCheckpointStore(_MongoStore, CheckpointStore):
                 job,
                 self._loads(row.get("position"), f"a checkpoint of job {job!r}"),
                 float(row.get("created_at", 0.0)),
+                _totals(row.get("totals")),
             )
             for row in rows
         ]

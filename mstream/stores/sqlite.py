@@ -21,6 +21,7 @@ import sqlite3
 import stat
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,8 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     job TEXT NOT NULL,
     position BLOB NOT NULL,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    totals BLOB
 );
 CREATE INDEX IF NOT EXISTS checkpoints_job ON checkpoints (job, id);
 CREATE TABLE IF NOT EXISTS jobs (name TEXT PRIMARY KEY, record BLOB NOT NULL);
@@ -79,6 +81,9 @@ class SqliteDatabase:
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.executescript(_SCHEMA)
+            columns = {row[1] for row in self.conn.execute("PRAGMA table_info(checkpoints)")}
+            if "totals" not in columns:  # a database from before counter totals
+                self.conn.execute("ALTER TABLE checkpoints ADD COLUMN totals BLOB")
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open state database {str(self.path)!r}: {exc}") from None
         self.lock = threading.Lock()
@@ -107,11 +112,16 @@ class SqliteCheckpointStore(CheckpointStore):
     def __init__(self, db: SqliteDatabase) -> None:
         self.db = db
 
-    def save(self, job: str, position: Any) -> None:
-        """Record a position and prune old ones."""
+    def save(self, job: str, position: Any, totals: Mapping[str, int] | None = None) -> None:
+        """Record a position (and the job's counter totals) and prune old ones."""
         self.db.execute(
-            "INSERT INTO checkpoints (job, position, created_at) VALUES (?, ?, ?)",
-            (job, orjson.dumps(position), time.time()),
+            "INSERT INTO checkpoints (job, position, created_at, totals) VALUES (?, ?, ?, ?)",
+            (
+                job,
+                orjson.dumps(position),
+                time.time(),
+                orjson.dumps(dict(totals)) if totals is not None else None,
+            ),
         )
         self.db.execute(
             "DELETE FROM checkpoints WHERE job = ? AND id <= "
@@ -127,10 +137,14 @@ class SqliteCheckpointStore(CheckpointStore):
     def history(self, job: str, limit: int = 50) -> list[Checkpoint]:
         """Newest first."""
         rows = self.db.execute(
-            "SELECT position, created_at FROM checkpoints WHERE job = ? ORDER BY id DESC LIMIT ?",
+            "SELECT position, created_at, totals FROM checkpoints WHERE job = ? "
+            "ORDER BY id DESC LIMIT ?",
             (job, limit),
         )
-        return [Checkpoint(job, orjson.loads(pos), created) for pos, created in rows]
+        return [
+            Checkpoint(job, orjson.loads(pos), created, orjson.loads(t) if t else None)
+            for pos, created, t in rows
+        ]
 
     def delete(self, job: str) -> None:
         """Forget a job's checkpoints."""
