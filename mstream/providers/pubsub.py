@@ -16,7 +16,8 @@ Service options:
 * Sink: ``publish_batch_max_messages`` (100), ``publish_batch_max_bytes`` (1 MB) and
   ``publish_batch_max_latency_ms`` (10) set the client's publish batching;
   ``publish_max_pending_messages`` (10000) and ``publish_max_pending_bytes`` (100 MiB)
-  bound what waits for the server (``publish`` blocks beyond that).
+  bound what waits for the server (``publish`` blocks beyond that); a flush (stop,
+  checkpoint) waits at most ``flush_timeout_ms`` (30000) for pending publishes.
 
 Source: the step's ``resource`` is the subscription (a short id or
 ``projects/P/subscriptions/S``). The subscriber's callback threads hand messages to the
@@ -177,6 +178,9 @@ class PubSubServiceSchema(Schema):
             max=10 * 1024**3,
             error="must be between {min} and {max} (room for the largest message)",
         ),
+    )
+    flush_timeout_ms = fields.Integer(
+        load_default=30_000, strict=True, validate=validate.Range(min=1, max=3_600_000)
     )
 
 
@@ -576,6 +580,7 @@ class PubSubSink(Sink):
         self.encoding = step.output_encoding
         self.batch_mode: str = step.options.get("batch_mode", "array")
         self.what = f"pubsub sink {self.topic!r}"
+        self.flush_timeout = opts["flush_timeout_ms"] / 1000.0
         self._publisher: Any = None
         self._inflight = 0
         self._idle = threading.Condition()
@@ -689,10 +694,22 @@ class PubSubSink(Sink):
             future.add_done_callback(settle)
 
     def flush(self) -> None:
-        """Wait until every publish so far has resolved."""
+        """Wait until every publish so far has resolved, at most ``flush_timeout_ms``.
+
+        Raises:
+            DeliveryError: publishes still pending at the bound (they are not acknowledged,
+                so the next run delivers them again).
+        """
+        deadline = time.monotonic() + self.flush_timeout
         with self._idle:
             while self._inflight > 0:
-                self._idle.wait(0.5)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise DeliveryError(
+                        f"{self.what}: {self._inflight} publish(es) still pending after "
+                        f"{self.flush_timeout:g}s (flush_timeout_ms)"
+                    )
+                self._idle.wait(min(left, 0.5))
 
     def close(self) -> None:
         """Flush, then stop the publisher."""
