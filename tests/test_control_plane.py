@@ -6,6 +6,7 @@ completion, a source that cannot open) and asserts the outcome within a bound.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import textwrap
@@ -383,3 +384,46 @@ def test_counter_totals_survive_a_restart_while_since_start_counts_begin_at_zero
     finally:
         assert second.stop(timeout=10)
     assert store.latest("job").totals["events_out"] == delivered + second.counters.events_out  # type: ignore[union-attr]
+
+
+def test_a_mongodb_source_on_a_dead_server_is_retrying_within_seconds(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = parse_config(
+        {
+            "services": [
+                {
+                    "name": "mongo",
+                    "provider": "mongodb",
+                    "connection_string": f"mongodb://127.0.0.1:{port}/?directConnection=true",
+                    "db_name": "app",
+                    "server_selection_timeout_ms": 1000,
+                },
+                {"name": "out", "provider": "stdout"},
+            ],
+            "connectors": [
+                {
+                    "name": "cdc",
+                    "source": {
+                        "service_name": "mongo",
+                        "resource": "users",
+                        "output_encoding": "json",
+                    },
+                    "sinks": [{"service_name": "out", "output_encoding": "json"}],
+                }
+            ],
+        },
+        "t.toml",
+        {},
+    )
+    connector = Connector(config.connectors[0], {s.name: s for s in config.services})
+    began = time.monotonic()
+    connector.start()
+    try:
+        wait_for(lambda: connector.state == "retrying", 15, "the job to report retrying")
+        assert time.monotonic() - began < 15
+        assert connector.retry is not None and f"127.0.0.1:{port}" in connector.retry["last_error"]
+    finally:
+        assert connector.stop(timeout=15)
+    assert connector.state == "stopped"

@@ -143,6 +143,9 @@ class MongoServiceSchema(Schema):
     base_backoff_ms = fields.Integer(
         load_default=200, strict=True, validate=validate.Range(min=1, max=600_000)
     )
+    server_selection_timeout_ms = fields.Integer(
+        load_default=5_000, strict=True, validate=validate.Range(min=100, max=600_000)
+    )
 
     @validates("connection_string")
     def _uri(self, value: str, **_: Any) -> None:
@@ -224,8 +227,16 @@ def _client(service: ServiceConfig, ctx: StepContext | None) -> MongoClient[Any]
         ConfigError: the connection string or its options are invalid.
     """
     appname = f"mstream-{ctx.connector}" if ctx is not None else "mstream"
+    uri = service.options["connection_string"]
+    extra: dict[str, Any] = {}
+    if "serverselectiontimeoutms" not in uri.lower():  # the connection string's own wins
+        # pymongo waits 30 s for a server by default: an unreachable one is reported (and
+        # the job retried) within seconds instead
+        extra["serverSelectionTimeoutMS"] = service.options.get(
+            "server_selection_timeout_ms", 5_000
+        )
     try:
-        return MongoClient(service.options["connection_string"], appname=appname, connect=False)
+        return MongoClient(uri, appname=appname, connect=False, **extra)
     except (ConfigurationError, InvalidURI, ValueError, TypeError) as exc:
         raise ConfigError(
             f"service {service.name!r}: invalid MongoDB connection: {_masked(exc)}"
