@@ -258,10 +258,10 @@ class FailingCheckpoints(MemoryCheckpointStore):
         super().__init__()
         self.failing = threading.Event()
 
-    def save(self, job: str, position: Any) -> None:
+    def save(self, job: str, position: Any, totals: Any = None) -> None:
         if self.failing.is_set():
             raise StoreError("checkpoint store unreachable")
-        super().save(job, position)
+        super().save(job, position, totals)
 
 
 def test_a_failing_final_checkpoint_is_logged_and_shown(

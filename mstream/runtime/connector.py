@@ -87,6 +87,7 @@ def source_observable(
     stopping: threading.Event | None = None,
     on_open: Callable[[], None] | None = None,
     *,
+    on_exit: Callable[[], None] | None = None,
     thread_name: str = "mstream-source",
 ) -> Observable[list[Event]]:
     """An Observable of ``source``'s chunks whose :meth:`subscribe` returns at once.
@@ -100,6 +101,8 @@ def source_observable(
         source: the source to run (one subscription per instance).
         stopping: the source's stop signal (a fresh one when omitted); disposing sets it.
         on_open: called on the source thread once the source is open.
+        on_exit: called on the source thread last, once the source is closed (its
+            unacknowledged messages handed back).
         thread_name: the name of the source thread.
 
     Example:
@@ -143,6 +146,8 @@ def source_observable(
                     source.close()
                 except Exception:  # closing must not hide the outcome
                     log.debug("source close failed", exc_info=True)
+                if on_exit is not None:
+                    on_exit()
 
         def dispose() -> None:
             disposed.set()
@@ -617,6 +622,7 @@ class Connector:
         """
         cfg = self.config
         ended = threading.Event()
+        source_closed = threading.Event()
         outcome: list[BaseException] = []
 
         def on_error(error: BaseException) -> None:
@@ -626,27 +632,34 @@ class Connector:
 
         subscription = (
             source_observable(
-                source, halt, self._on_open, thread_name=f"mstream-{self.name}-source"
+                source,
+                halt,
+                self._on_open,
+                on_exit=source_closed.set,
+                thread_name=f"mstream-{self.name}-source",
             )
             .pipe(*pipeline)
             .subscribe(on_error=on_error, on_completed=ended.set)
         )
         interval = cfg.checkpoint_interval_ms / 1000.0
         next_save = time.monotonic() + interval
-        abandoned_at: float | None = None
-        while not ended.wait(min(interval, 0.5)):
-            reject.tick()
-            if self._abandon.is_set():
-                abandoned_at = abandoned_at or time.monotonic()
-                if time.monotonic() - abandoned_at > 2.0:
-                    break  # stop without draining: do not wait for a stuck step
-            if cfg.checkpoint and time.monotonic() >= next_save:
-                next_save = time.monotonic() + interval
-                try:
-                    self._save_checkpoint(source)
-                except MstreamError as exc:
-                    self.logger.warning("connector %s: checkpoint not saved: %s", self.name, exc)
-        subscription.dispose()
+        give_up = _AbandonClock(self._abandon, grace=2.0)  # a stop without draining
+        try:
+            while not ended.wait(min(interval, 0.5)) and not give_up():
+                reject.tick()
+                if cfg.checkpoint and time.monotonic() >= next_save:
+                    next_save = time.monotonic() + interval
+                    try:
+                        self._save_checkpoint(source)
+                    except MstreamError as exc:
+                        self.logger.warning(
+                            "connector %s: checkpoint not saved: %s", self.name, exc
+                        )
+        finally:
+            subscription.dispose()
+            # the steps close after the source has (a failed run hands its messages back)
+            while not source_closed.wait(0.5) and not give_up():
+                pass
         if outcome:
             raise outcome[0]
         if cfg.checkpoint and self._drain:
@@ -689,6 +702,22 @@ class _SchedulerCloser(Middleware):
 
     def close(self) -> None:
         self.scheduler.dispose()
+
+
+class _AbandonClock:
+    """True once ``abandon`` has been set for longer than ``grace`` seconds."""
+
+    def __init__(self, abandon: threading.Event, grace: float) -> None:
+        self.abandon = abandon
+        self.grace = grace
+        self.since: float | None = None
+
+    def __call__(self) -> bool:
+        if not self.abandon.is_set():
+            return False
+        if self.since is None:
+            self.since = time.monotonic()
+        return time.monotonic() - self.since > self.grace
 
 
 def _stop_at_exit() -> None:
