@@ -27,6 +27,7 @@ from mstream.api.handlers import (
     HealthHandler,
     JobCheckpointsHandler,
     JobHandler,
+    JobMetricsHandler,
     JobRestartHandler,
     JobsHandler,
     JobStopHandler,
@@ -37,6 +38,7 @@ from mstream.api.handlers import (
     ServiceHandler,
     ServicesHandler,
     StaticHandler,
+    StatsHandler,
 )
 
 access_log = logging.getLogger("tornado.access")
@@ -45,12 +47,14 @@ ROUTES: list[tuple[str, type[RequestHandler]]] = [
     ("/", RootHandler),
     ("/health", HealthHandler),
     ("/metrics", MetricsHandler),
+    ("/stats", StatsHandler),
     ("/openapi.json", OpenApiHandler),
     ("/jobs", JobsHandler),
     ("/jobs/{name}", JobHandler),
     ("/jobs/{name}/stop", JobStopHandler),
     ("/jobs/{name}/restart", JobRestartHandler),
     ("/jobs/{name}/checkpoints", JobCheckpointsHandler),
+    ("/jobs/{name}/metrics", JobMetricsHandler),
     ("/services", ServicesHandler),
     ("/services/{name}", ServiceHandler),
 ]

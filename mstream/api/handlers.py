@@ -24,6 +24,7 @@ from mstream.api.base import ApiError, ApiHandler
 from mstream.api.metrics import metrics_registry
 from mstream.api.openapi import openapi_document
 from mstream.masking import cap_text
+from mstream.runtime.monitoring import job_metrics, stats
 
 NAME_HINT = "names are 1-100 characters: letters, digits, '_', '.', '-'"
 
@@ -177,6 +178,23 @@ class JobHandler(ApiHandler):
         self.set_status(204)
         self.clear_header("Content-Type")
         self.finish()
+
+
+class StatsHandler(ApiHandler):
+    """``GET /stats``: events and bytes processed across every job, jobs by state."""
+
+    def get(self) -> None:
+        """Read on the loop."""
+        uptime = time.time() - self.ctx.started_at
+        self.send_json(stats(self.manager.list_jobs(), uptime))
+
+
+class JobMetricsHandler(ApiHandler):
+    """``GET /jobs/{name}/metrics``: the job's processed events and bytes, lag, throughput."""
+
+    def get(self, name: str) -> None:
+        """Read on the loop (404 for an unknown job)."""
+        self.send_json(job_metrics(self.call(self.manager.describe, name, definition=False)))
 
 
 class JobStopHandler(ApiHandler):

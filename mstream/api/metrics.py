@@ -38,17 +38,19 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from mstream.runtime import JobManager
+from mstream.runtime.monitoring import job_metrics
 
 COUNTERS = {
     "events_in": "Events read from the source.",
     "events_out": "Events delivered to every sink.",
+    "bytes_in": "Payload bytes read from the source.",
     "batches_out": "Batches delivered to every sink.",
     "errors": "Bad events (undecodable, invalid, rejected).",
     "dead_lettered": "Bad events handed to the dead-letter sink.",
     "filtered": "Events dropped on purpose by a middleware.",
     "retries": "Retried delivery attempts.",
 }
-STATES = ("running", "stopping", "stopped", "completed", "failed")
+STATES = ("starting", "running", "retrying", "stopping", "stopped", "completed", "failed")
 
 
 class JobsCollector(Collector):
@@ -85,6 +87,11 @@ class JobsCollector(Collector):
             "When the job last read an event (Unix time).",
             labels=["job"],
         )
+        lag = GaugeMetricFamily(
+            "mstream_lag_seconds",
+            "Now minus the newest source timestamp read (as /jobs/{name}/metrics).",
+            labels=["job"],
+        )
         state = GaugeMetricFamily(
             "mstream_job_state", "1 for the job's current state.", labels=["job", "state"]
         )
@@ -97,12 +104,14 @@ class JobsCollector(Collector):
             throughput.add_metric([name], float(snap.get("throughput_per_sec") or 0.0))
             if snap.get("last_event_time") is not None:
                 last_event.add_metric([name], float(snap["last_event_time"]))
+            lag.add_metric([name], job_metrics(job)["current_lag_seconds"])
             for candidate in STATES:
                 state.add_metric([name, candidate], 1.0 if job["state"] == candidate else 0.0)
         yield from counters.values()
         yield restarts
         yield throughput
         yield last_event
+        yield lag
         yield state
 
 

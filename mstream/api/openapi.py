@@ -112,6 +112,12 @@ _COUNTERS = {
     "properties": {
         "events_in": {"type": "integer"},
         "events_out": {"type": "integer"},
+        "bytes_in": {"type": "integer", "description": "Payload bytes read from the source."},
+        "last_source_time": {
+            "type": ["number", "null"],
+            "description": "The newest source timestamp read (Kafka message timestamp, "
+            "MongoDB wall/cluster time, Pub/Sub publish time), Unix time",
+        },
         "batches_out": {"type": "integer"},
         "errors": {"type": "integer"},
         "dead_lettered": {"type": "integer"},
@@ -387,6 +393,24 @@ _DOCUMENT: dict[str, Any] = {
                 },
             },
         },
+        "/jobs/{name}/metrics": {
+            "parameters": [_NAME_PARAM],
+            "get": {
+                "summary": "Live job metrics in the original's shape: events and bytes "
+                "processed, current lag behind the source's own timestamps, throughput",
+                "responses": {
+                    "200": _json(_ref("JobMetrics"), "The job's metrics"),
+                    **_AUTH_ERRORS,
+                    "404": _error("No such job"),
+                },
+            },
+        },
+        "/stats": {
+            "get": {
+                "summary": "Events and bytes processed across every job; jobs by state",
+                "responses": {"200": _json(_ref("Stats"), "Totals"), **_AUTH_ERRORS},
+            }
+        },
         "/services": {
             "get": {
                 "summary": "All services, secrets masked",
@@ -492,6 +516,40 @@ _DOCUMENT: dict[str, Any] = {
             },
             "Service": _SERVICE,
             "ServiceDefinition": _SERVICE_CREATE,
+            "JobMetrics": {
+                "type": "object",
+                "required": [
+                    "events_processed",
+                    "bytes_processed",
+                    "current_lag_seconds",
+                    "throughput_per_second",
+                    "total_errors",
+                    "last_processed_at",
+                ],
+                "properties": {
+                    "events_processed": {"type": "integer", "description": "Delivered"},
+                    "bytes_processed": {"type": "integer", "description": "Payload bytes read"},
+                    "current_lag_seconds": {
+                        "type": "number",
+                        "description": "Now minus the newest source timestamp read (0.0 "
+                        "without one or when the job is not running)",
+                    },
+                    "throughput_per_second": {"type": "number"},
+                    "total_errors": {"type": "integer"},
+                    "last_processed_at": {"type": ["string", "null"], "format": "date-time"},
+                },
+            },
+            "Stats": {
+                "type": "object",
+                "properties": {
+                    "total_events_processed": {"type": "integer"},
+                    "total_bytes_processed": {"type": "integer"},
+                    "uptime_seconds": {"type": "number"},
+                    "running_jobs": {"type": "integer"},
+                    "stopped_jobs": {"type": "integer"},
+                    "error_jobs": {"type": "integer"},
+                },
+            },
             "Health": {
                 "type": "object",
                 "required": ["status"],

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
-TOTALLED = ("events_in", "events_out", "errors", "dead_lettered", "filtered")
+TOTALLED = ("events_in", "events_out", "bytes_in", "errors", "dead_lettered", "filtered")
 """The counters whose totals are saved with each checkpoint and carried across restarts."""
 
 
@@ -38,6 +38,8 @@ class ConnectorCounters:
         self._lock = threading.Lock()
         self.events_in = 0
         self.events_out = 0
+        self.bytes_in = 0
+        self.last_source_time: float | None = None
         self.batches_out = 0
         self.errors = 0
         self.dead_lettered = 0
@@ -58,11 +60,24 @@ class ConnectorCounters:
         with self._lock:
             return {k: self._carried.get(k, 0) + getattr(self, k) for k in TOTALLED}
 
-    def record_in(self, count: int) -> None:
-        """Count events read from the source."""
+    def record_in(self, count: int, nbytes: int = 0, source_time: float | None = None) -> None:
+        """Count events read from the source, their payload bytes and the newest source
+        timestamp among them (see :mod:`mstream.core.source_time`)."""
         with self._lock:
             self.events_in += count
+            self.bytes_in += nbytes
             self.last_event_time = time.time()
+            if source_time is not None:
+                self.last_source_time = source_time
+
+    def lag(self, now: float | None = None) -> float:
+        """Seconds between now and the newest source timestamp read (0.0 without one), as
+        the original's ``current_lag_seconds``."""
+        with self._lock:
+            stamp = self.last_source_time
+        if stamp is None:
+            return 0.0
+        return max(0.0, (time.time() if now is None else now) - stamp)
 
     def record_out(self, count: int) -> None:
         """Count events delivered to every sink."""
@@ -111,6 +126,7 @@ class ConnectorCounters:
             return {
                 "events_in": self.events_in,
                 "events_out": self.events_out,
+                "bytes_in": self.bytes_in,
                 "batches_out": self.batches_out,
                 "errors": self.errors,
                 "dead_lettered": self.dead_lettered,
@@ -118,6 +134,7 @@ class ConnectorCounters:
                 "retries": self.retries,
                 "last_event_time": self.last_event_time,
                 "last_error": self.last_error,
+                "last_source_time": self.last_source_time,
                 "throughput_per_sec": round(rate, 1),
                 "totals": {k: self._carried.get(k, 0) + getattr(self, k) for k in TOTALLED},
             }

@@ -580,7 +580,7 @@ class PubSubSink(Sink):
         self.encoding = step.output_encoding
         self.batch_mode: str = step.options.get("batch_mode", "array")
         self.what = f"pubsub sink {self.topic!r}"
-        self.flush_timeout = opts["flush_timeout_ms"] / 1000.0
+        self.flush_timeout = opts.get("flush_timeout_ms", 30_000) / 1000.0
         self._publisher: Any = None
         self._inflight = 0
         self._idle = threading.Condition()

@@ -61,6 +61,7 @@ from reactivex.scheduler import EventLoopScheduler
 from mstream import operators as ops
 from mstream.config.model import ConnectorConfig, ServiceConfig, StepConfig
 from mstream.core import Batch, ConnectorCounters, Event
+from mstream.core.source_time import source_time
 from mstream.encodings import AvroSchema
 from mstream.errors import ConfigError, DeliveryError, MstreamError
 from mstream.providers import get_provider
@@ -678,7 +679,12 @@ class Connector:
                 )
 
     def _count_in(self, batch: Batch) -> Batch:
-        self.counters.record_in(batch.source_count)
+        events = batch.events
+        self.counters.record_in(
+            batch.source_count,
+            sum(len(e.payload) for e in events),
+            source_time(events[-1].metadata) if events else None,
+        )
         return batch
 
     def _save_checkpoint(self, source: Source) -> None:
