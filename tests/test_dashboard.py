@@ -494,3 +494,23 @@ def test_narrow_window(page: Any, service: ServiceThread, tmp_path: Path) -> Non
     assert ys == sorted(ys) and len(set(ys)) == len(ys)  # stacked top to bottom
     assert page.execute_script(overflow) <= 0
     screenshot(page, tmp_path, "job-narrow")
+
+
+def test_a_retrying_job_shows_its_attempt_and_error(
+    page: Any, service: ServiceThread, tmp_path: Path
+) -> None:
+    definition = {
+        "name": "waiting",
+        "source": {"service_name": "files", "resource": "later.jsonl", "output_encoding": "json"},
+        "sinks": [{"service_name": "spare", "output_encoding": "json"}],
+    }
+    created = requests.post(f"{service.url}/jobs", json=definition, timeout=30)
+    assert created.status_code == 201, created.text
+    page.get(service.url + "/")
+    row = '#jobs-table tr[data-job="waiting"]'
+    assert wait(page, lambda d: text_of(d, f"{row} .badge") == "RETRYING")
+    reason = text_of(page, f"{row} .reason")
+    assert "attempt" in reason and "later.jsonl" in reason
+    one(page, '#jobs-table a[href="#/jobs/waiting"]').click()
+    assert wait(page, lambda d: text_of(d, "h1 .badge") == "RETRYING")
+    assert wait(page, lambda d: "Retrying:" in text_of(d, "#job-reason"))
