@@ -7,8 +7,7 @@ Tornado server on a free port; requests go through ``requests``.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from mstream.api import ROUTES, openapi_document
 from mstream.api.testing import ServiceThread
 from mstream.config import parse_config
 from mstream.service import ServiceOptions
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.api
 
@@ -37,18 +37,6 @@ def make_config(tmp: Path, extra: dict[str, Any] | None = None) -> Any:
     }
     raw.update(extra or {})
     return parse_config(raw, "test.toml", {})
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
 
 
 class Client:

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from mstream.api.testing import ServiceThread
 from mstream.config import parse_config
 from mstream.service import ServiceOptions
-from tests.test_api import wait_for
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.api
 

@@ -41,8 +41,9 @@ from mstream.stores.mongodb import (
     MongoJobStore,
     MongoServiceStore,
 )
-from tests.test_api import Client, wait_for
+from tests.test_api import Client
 from tests.test_service_restart import assert_contiguous, flowing, job, states
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.mongodb
 

@@ -22,7 +22,8 @@ import pytest
 from mstream.api.testing import ServiceThread
 from mstream.config import parse_config
 from mstream.service import ServiceOptions
-from tests.test_api import Client, wait_for
+from tests.test_api import Client
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.api
 
