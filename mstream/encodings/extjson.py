@@ -391,8 +391,11 @@ def _parse(payload: bytes) -> Any:
         # the text, so it is strict JSON and json reads the same values.
         try:
             return json.loads(payload)
-        except (ValueError, RecursionError) as exc:
-            raise DecodeError(f"json: cannot read the document's integers exactly: {exc}") from exc
+        except RecursionError:  # orjson allows 1024 levels, json about 1000
+            raise DecodeError(
+                "json: nested too deeply to read its integers exactly"
+                " (an integer wider than 64 bits more than about 990 levels down)"
+            ) from None
     return doc
 
 
@@ -407,8 +410,9 @@ def loads_plain(payload: bytes | bytearray | memoryview | str) -> Any:
         Extended JSON wrapper stays the object it is (see :func:`loads` to convert them).
 
     Raises:
-        DecodeError: the payload is not JSON, or holds an integer longer than Python reads
-            (4300 digits unless ``sys.set_int_max_str_digits`` says otherwise).
+        DecodeError: the payload is not JSON (orjson also refuses an integer of 309 digits
+            or more, "number is infinity when parsed as double"), or an integer wider than
+            64 bits is nested about 1000 levels deep.
 
     Example:
         >>> loads_plain(b'{"id": 18446744073709551617, "at": {"$date": 0}}')
