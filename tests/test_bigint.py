@@ -141,7 +141,10 @@ def test_json_to_json_batch_array_keeps_every_digit(tmp_path: Path) -> None:
 
 
 class _EchoHandler(BaseHTTPRequestHandler):
-    """Answers a POSTed JSON array of objects with the same objects plus ``"seen": true``."""
+    """Answers a POSTed JSON object (or array of objects) with the same plus ``"seen": true``.
+
+    The answer is pretty-printed, so its lines must be joined by the file sink.
+    """
 
     protocol_version = "HTTP/1.1"
 
@@ -151,7 +154,9 @@ class _EchoHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self.server.bodies.append(body)  # type: ignore[attr-defined]
-        reply = json.dumps([{**doc, "seen": True} for doc in json.loads(body)]).encode()
+        docs = json.loads(body)
+        seen = [{**d, "seen": True} for d in docs] if type(docs) is list else {**docs, "seen": True}
+        reply = json.dumps(seen, indent=2).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(reply)))
@@ -173,11 +178,12 @@ def echo_server() -> Iterator[ThreadingHTTPServer]:
         server.server_close()
 
 
+@pytest.mark.parametrize("batched", [True, False])
 def test_json_through_http_middleware_keeps_every_digit(
-    tmp_path: Path, echo_server: ThreadingHTTPServer
+    tmp_path: Path, echo_server: ThreadingHTTPServer, batched: bool
 ) -> None:
-    # a batched middleware POSTs the decoded documents as one array and re-encodes each
-    # document of the answer: decode, encode, decode, encode
+    # batched: the middleware POSTs the decoded documents as one array and re-encodes each
+    # document of the answer; one by one: the sink writes the (pretty) answer on one line
     write_lines(
         tmp_path / "in.jsonl",
         ['{"id": 18446744073709551617, "xs": [-9223372036854775809, 1]}', '{"id": 1}'],
@@ -190,16 +196,14 @@ def test_json_through_http_middleware_keeps_every_digit(
             source=step("in.jsonl"),
             middlewares=[{"service_name": "api", "resource": "echo", "output_encoding": "json"}],
             sinks=[step("out.jsonl")],
-            batch={"kind": "count", "size": 2},
+            batch={"kind": "count", "size": 2} if batched else None,
             dead_letter=dead_letter(),
         )
     )
-    sent = echo_server.bodies  # type: ignore[attr-defined]
-    assert [json.loads(b) for b in sent] == [[{"id": WIDE, "xs": [NEGATIVE_WIDE, 1]}, {"id": 1}]]
-    assert lines(tmp_path / "out.jsonl") == [
-        {"id": WIDE, "xs": [NEGATIVE_WIDE, 1], "seen": True},
-        {"id": 1, "seen": True},
-    ]
+    sent = [json.loads(b) for b in echo_server.bodies]  # type: ignore[attr-defined]
+    docs: list[dict[str, Any]] = [{"id": WIDE, "xs": [NEGATIVE_WIDE, 1]}, {"id": 1}]
+    assert sent == ([docs] if batched else docs)
+    assert lines(tmp_path / "out.jsonl") == [{**d, "seen": True} for d in docs]
 
 
 # -- JSON to BSON: int64 only -------------------------------------------------------------
