@@ -41,14 +41,18 @@ keeps integers exact; writing a document that holds such an integer falls back t
 it as an ``orjson.Fragment`` of its digits. Targets that hold only 64 bits (BSON, Avro
 ``long``, Lua) reject the integer with its field path and digits, see
 :mod:`mstream.encodings.bigint`. An ``{"$numberLong": ...}`` outside the signed 64-bit
-range is an invalid wrapper, as is a ``{"$numberInt": ...}`` outside 32 bits.
+range is an invalid wrapper, as is a ``{"$numberInt": ...}`` outside 32 bits. orjson
+refuses an integer of 309 digits or more ("number is infinity when parsed as double"), so
+such a payload is a decode error, never a changed value.
 
 Speed: orjson parses and writes; the tree is walked to convert wrappers only when the
 payload contains a ``$``, and writing uses orjson's ``default`` hook, which orjson calls
 only for values it cannot write itself. The wide-integer check is one ``bytes.translate``
-and one substring search (about a quarter of orjson's parse time on a small document);
-only payloads that pass it are parsed a second time. Non-finite floats (NaN, infinity) are
-written as ``null`` by orjson.
+and one substring search over the payload: measured, it adds about 0.3-0.4 us to reading
+a 100-200 byte document (about a third more) and about 6 us to a 9 KB one (a fifth more);
+only payloads that pass it are parsed a second time (about 4x the time of orjson alone).
+Writing costs nothing more unless orjson refuses an integer. Non-finite floats (NaN,
+infinity) are written as ``null`` by orjson.
 
 Example:
     >>> from bson import ObjectId
