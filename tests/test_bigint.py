@@ -20,11 +20,12 @@ from typing import Any
 import bson
 import orjson
 import pytest
+from bson.decimal128 import Decimal128
 from hypothesis import given
 from hypothesis import strategies as st
 
 from mstream.config import parse_config
-from mstream.encodings import AvroSchema, decode, encode
+from mstream.encodings import AvroSchema, convert, decode, encode, encode_batch
 from mstream.encodings.extjson import loads_plain
 from mstream.errors import DecodeError, EncodeError, SchemaValidationError
 from mstream.runtime import Connector
@@ -274,8 +275,6 @@ def test_bson_dead_letter_sink_keeps_the_original_bytes(tmp_path: Path) -> None:
 
 
 def test_encode_bson_names_the_integer_in_a_batch() -> None:
-    from mstream.encodings import encode_batch
-
     with pytest.raises(EncodeError, match=r"field 'items\[1\]\.n': integer 18446744073709551617 "):
         encode_batch([{"n": 1}, {"n": WIDE}], "bson")
 
@@ -327,6 +326,31 @@ def test_avro_reasons_show_every_digit_of_an_integer() -> None:
     with pytest.raises(SchemaValidationError) as info:
         schema.validate({"n": int(digits)})
     assert str(info.value) == f"field 'n': expected int (32-bit), got int {digits}"
+
+
+def test_an_avro_decimal_schema_carries_a_wide_integer_exactly() -> None:
+    # the one way to BSON: a schema that declares a decimal (never invented without one)
+    schema = AvroSchema.parse(
+        {
+            "type": "record",
+            "name": "R",
+            "fields": [
+                {
+                    "name": "id",
+                    "type": {
+                        "type": "bytes",
+                        "logicalType": "decimal",
+                        "precision": 38,
+                        "scale": 0,
+                    },
+                }
+            ],
+        }
+    )
+    avro = convert(b'{"id": 18446744073709551617}', "json", "avro", schema)
+    assert decode(convert(avro, "avro", "bson", schema), "bson") == {
+        "id": Decimal128("18446744073709551617")
+    }
 
 
 # -- Lua scripts: Lua integers are 64 bits -------------------------------------------------
