@@ -3,6 +3,7 @@
 Modules:
     types: the encoding names.
     extjson: JSON with Extended JSON wrappers for MongoDB types (orjson based).
+    bigint: integers wider than 64 bits (exact in JSON, refused by name elsewhere).
     bsoncodec: BSON documents.
     avro_plans: per-schema compiled validation / coercion plans for Avro.
     avro: :class:`AvroSchema` and schemaless Avro payloads.

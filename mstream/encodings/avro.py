@@ -145,9 +145,7 @@ class AvroSchema:
     def _fail(self, exc: Mismatch) -> SchemaValidationError:
         where = exc.where()
         subject = f"field '{where}'" if where else "document"
-        return SchemaValidationError(
-            f"{self._prefix}{subject}: expected {exc.expected}, got {exc.got()}"
-        )
+        return SchemaValidationError(f"{self._prefix}{subject}: {exc.problem()}")
 
     def coerce(self, doc: Any) -> Any:
         """Validate ``doc`` and return it ready for the Avro writer.

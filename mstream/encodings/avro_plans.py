@@ -13,7 +13,9 @@ schema type                 accepted Python values (coerced to)
                             (their string form)
 ``string`` + ``object-id``  ``ObjectId`` or a 24-hex ``str`` (written as the hex string)
 ``string`` + ``uuid``       ``UUID``, a UUID ``str``, ``Binary`` subtype 4
-``int`` / ``long``          ``int`` / ``Int64`` in range (not ``bool``); integral ``float``
+``int`` / ``long``          ``int`` / ``Int64`` in range (not ``bool``); integral ``float``;
+                            an integer wider than 64 bits for a ``long`` is refused as
+                            ``integer <digits> does not fit in 64 bits (Avro long)``
 ``float`` / ``double``      ``float``, ``int``, ``Decimal128``, ``Decimal``
 ``bytes`` / ``fixed``       ``bytes``, ``Binary``, ``bytearray``
 ``decimal`` logical type    ``Decimal128``, ``Decimal``, ``int``, ``float``, numeric ``str``
@@ -69,9 +71,10 @@ from bson.errors import BSONError
 from bson.int64 import Int64
 from bson.objectid import ObjectId
 
+from mstream.encodings.bigint import INT64_MAX, INT64_MIN, too_wide
 from mstream.encodings.dec128 import decimal128_str, from_decimal, to_decimal
 
-__all__ = ["OBJECT_ID", "Mismatch", "Plan", "compile_plans"]
+__all__ = ["OBJECT_ID", "Mismatch", "Plan", "TooWide", "compile_plans"]
 
 Plan = Callable[[Any], Any]
 """A compiled per-schema function from a value to the (possibly new) value."""
@@ -80,7 +83,7 @@ OBJECT_ID = "object-id"
 """The custom ``logicalType`` marking a ``string`` field that holds an ObjectId."""
 
 _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
-_LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
+_LONG_MIN, _LONG_MAX = INT64_MIN, INT64_MAX
 _PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
 _MISSING: Any = object()
 _UTC = UTC
@@ -115,17 +118,35 @@ class Mismatch(Exception):
         return out
 
     def got(self) -> str:
-        """The offending value, described for a human."""
+        """The offending value, described for a human (an integer with all its digits)."""
         if self.value is _MISSING:
             return "nothing (the field is missing)"
         if self.value is None:
             return "null"
-        return f"{type(self.value).__name__} {_repr.repr(self.value)}"
+        shown = int.__repr__(self.value) if type(self.value) is int else _repr.repr(self.value)
+        return f"{type(self.value).__name__} {shown}"
+
+    def problem(self) -> str:
+        """What is wrong with the value, without its path."""
+        return f"expected {self.expected}, got {self.got()}"
 
     def __str__(self) -> str:
         where = self.where()
         prefix = f"{where}: " if where else ""
-        return f"{prefix}expected {self.expected}, got {self.got()}"
+        return f"{prefix}{self.problem()}"
+
+
+class TooWide(Mismatch):
+    """An integer outside the 64-bit range of an Avro ``long``.
+
+    Example:
+        >>> str(TooWide("long", 2**64, ["id"]))
+        'id: integer 18446744073709551616 does not fit in 64 bits (Avro long)'
+    """
+
+    def problem(self) -> str:
+        """The integer with all its digits, and that a ``long`` cannot hold it."""
+        return too_wide(self.value, "Avro long")
 
 
 # --------------------------------------------------------------------------- write plans
@@ -148,6 +169,8 @@ def _integer(lo: int, hi: int, expected: str) -> Plan:
         if type(v) is int or (isinstance(v, int) and not isinstance(v, bool)):
             if lo <= v <= hi:
                 return v
+            if hi == _LONG_MAX:  # a long: the integer is wider than 64 bits
+                raise TooWide(expected, v)
         elif isinstance(v, float) and v.is_integer() and lo <= v <= hi:
             return int(v)
         raise Mismatch(expected, v)

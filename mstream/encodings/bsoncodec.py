@@ -4,7 +4,9 @@ Reading gives tz-aware UTC datetimes (``DatetimeMS`` for instants outside Python
 datetime range), ``Int64`` for int64 values, ``bytes`` for binary subtype 0 and ``Binary``
 for other subtypes. Writing also accepts the Python types other decoders produce and BSON
 has no native type for: ``decimal.Decimal`` (written as Decimal128), ``datetime.date``
-(midnight UTC), ``uuid.UUID`` (binary subtype 4) and sets (arrays).
+(midnight UTC), ``uuid.UUID`` (binary subtype 4) and sets (arrays). An integer outside the
+signed 64-bit range is not written in another type: the document is refused with the
+field path and the digits.
 
 Example:
     >>> from bson import ObjectId
@@ -25,6 +27,7 @@ from bson.binary import UuidRepresentation
 from bson.codec_options import CodecOptions, DatetimeConversion, TypeRegistry
 from bson.errors import BSONError
 
+from mstream.encodings.bigint import wide_int_error
 from mstream.encodings.dec128 import from_decimal
 from mstream.errors import DecodeError, EncodeError
 
@@ -63,7 +66,8 @@ def encode_bson(doc: Any) -> bytes:
         The BSON bytes.
 
     Raises:
-        EncodeError: ``doc`` is not a mapping, or holds a value BSON cannot store.
+        EncodeError: ``doc`` is not a mapping, or holds a value BSON cannot store (for an
+            integer wider than int64 the message names its field and digits).
 
     Example:
         >>> encode_bson({"a": 1})
@@ -72,12 +76,21 @@ def encode_bson(doc: Any) -> bytes:
         Traceback (most recent call last):
         ...
         mstream.errors.EncodeError: bson: a document must be an object (dict), got list
+        >>> encode_bson({"id": 18446744073709551617})
+        Traceback (most recent call last):
+        ...
+        mstream.errors.EncodeError: bson: field 'id': integer 18446744073709551617 does not fit in 64 bits (BSON int64)
     """
     if not isinstance(doc, Mapping):
         raise EncodeError(f"bson: a document must be an object (dict), got {type(doc).__name__}")
     try:
         return bson.encode(doc, codec_options=ENCODE_OPTIONS)
-    except (BSONError, OverflowError, TypeError, ValueError) as exc:
+    except OverflowError as exc:  # "MongoDB can only handle up to 8-byte ints"
+        reason = wide_int_error(doc, "BSON int64")
+        if reason is None:
+            raise EncodeError(f"bson: cannot encode document: {exc}") from exc
+        raise EncodeError(f"bson: {reason}") from exc
+    except (BSONError, TypeError, ValueError) as exc:
         raise EncodeError(f"bson: cannot encode document: {exc}") from exc
 
 

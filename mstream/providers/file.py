@@ -37,13 +37,14 @@ import threading
 from pathlib import Path
 from typing import IO, Any
 
-import orjson
 from marshmallow import Schema, fields, validate
 
 from mstream import file_access
 from mstream.config.model import ServiceConfig, StepConfig
 from mstream.core import Batch, Event, PositionTracker
 from mstream.encodings import AvroSchema, encode_batch
+from mstream.encodings.extjson import dumps as json_dumps
+from mstream.encodings.extjson import loads_plain
 from mstream.errors import ConfigError, DecodeError, DeliveryError
 from mstream.providers.base import Emit, ProviderSpec, Source, StepContext, SyncSink
 
@@ -251,7 +252,7 @@ class FileSink(SyncSink):
         if self.encoding != "json":
             return base64.b64encode(payload)
         if b"\n" in payload:  # pretty-printed JSON from a source: keep one event per line
-            return orjson.dumps(orjson.loads(payload))
+            return json_dumps(loads_plain(payload))
         return payload
 
     def write_batch(self, batch: Batch) -> None:

@@ -14,6 +14,10 @@ the ones that follow within ``summary_interval`` (5 s) are counted, and one summ
 reports them, e.g. ``orders-to-avro: 40 events dead-lettered in the last 5 s, last reason:
 decode: invalid JSON``. The summary is logged by the first bad event after the interval or
 by :meth:`DeadLetterRouter.flush_summary` (at the end of a run). Counters count every event.
+
+Integers keep all their digits in the record (an event refused for an integer wider than
+64 bits shows that integer as it came). A ``bson`` dead-letter sink cannot store such an
+integer either, so its record carries the original payload bytes as ``{"$base64": ...}``.
 """
 
 from __future__ import annotations
@@ -25,10 +29,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import orjson
-
 from mstream.core import Batch, ConnectorCounters, Event
 from mstream.encodings import encode
+from mstream.encodings.extjson import loads_plain
 from mstream.errors import DeliveryError, EventError
 from mstream.providers.base import Sink
 
@@ -48,6 +51,10 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def _original(event: Event) -> dict[str, str]:
+    return {"$base64": base64.b64encode(event.payload).decode("ascii")}
+
+
 def dead_letter_record(connector: str, event: Event, reason: str, stage: str) -> dict[str, Any]:
     """The JSON-ready record written for a rejected event.
 
@@ -55,11 +62,14 @@ def dead_letter_record(connector: str, event: Event, reason: str, stage: str) ->
         >>> r = dead_letter_record("c", Event(b"{bad", "json"), "invalid JSON", "decode")
         >>> r["payload"], r["stage"]
         ({'$base64': 'e2JhZA=='}, 'decode')
+        >>> dead_letter_record("c", Event(b'{"id": 18446744073709551617}', "json"), "", "")[
+        ...     "payload"]
+        {'id': 18446744073709551617}
     """
     try:
-        payload: Any = orjson.loads(encode(event.doc, "json"))
-    except (EventError, orjson.JSONDecodeError):
-        payload = {"$base64": base64.b64encode(event.payload).decode("ascii")}
+        payload: Any = loads_plain(encode(event.doc, "json"))
+    except EventError:
+        payload = _original(event)
     return {
         "connector": connector,
         "stage": stage,
@@ -145,7 +155,11 @@ class DeadLetterRouter:
         self._log(event, reason, stage)
         if self.sink is None:
             return
-        payload = encode(record, self.encoding) if self.encoding != "json" else orjson.dumps(record)
+        try:
+            payload = encode(record, self.encoding)
+        except EventError:  # a value this encoding cannot hold: keep the original bytes
+            record["payload"] = _original(event)
+            payload = encode(record, self.encoding)
         dl_event = Event(payload, self.encoding, attributes=dict(event.attributes), doc=record)
         finished = threading.Event()
         failure: list[BaseException] = []

@@ -12,11 +12,25 @@ into bson types (dates as naive UTC ``datetime``, as pymongo decodes them by def
 
 Python strings, ints, floats and bools cross unchanged (the fast path).
 
+Integers wider than 64 bits: a Lua 5.4 integer holds 64 bits, so a Python ``int`` outside
+-2**63 .. 2**63 - 1 (JSON reads ``18446744073709551617`` exactly) has no Lua value with
+the same meaning. A float would silently change it and a string would change its type, so
+neither is done: :meth:`LuaCodec.to_lua` raises :class:`~mstream.errors.ScriptError`
+naming the field and the digits (``field 'id': integer 18446744073709551617 does not fit
+in 64 bits (Lua integer)``) and the event is dead-lettered before the script runs. The
+check costs nothing on the fast path: the runtime has no ``overflow_handler``, so lupa
+raises ``OverflowError`` for such an integer and only then is the document searched for
+it. A script that needs such numbers should receive them as strings from the producer.
+
 Example:
     >>> from mstream.udf.sandbox import new_sandbox
     >>> codec = LuaCodec(new_sandbox(memory_bytes=2**20))
     >>> codec.from_lua(codec.to_lua({"a": [1, None], "b": {}}))
     {'a': [1, None], 'b': {}}
+    >>> codec.to_lua({"ids": [1, 2**64]})
+    Traceback (most recent call last):
+    ...
+    mstream.errors.ScriptError: cannot pass the event to the script: field 'ids[1]': integer 18446744073709551616 does not fit in 64 bits (Lua integer)
 """
 
 from __future__ import annotations
@@ -29,6 +43,7 @@ from bson import json_util
 from bson.int64 import Int64
 from bson.objectid import ObjectId
 
+from mstream.encodings.bigint import wide_int_error
 from mstream.errors import ScriptError
 
 from .sandbox import Sandbox
@@ -79,18 +94,30 @@ class LuaCodec:
         """Convert a Python document to Lua values (tables are created in the runtime).
 
         Raises:
-            ScriptError: a value has a type that cannot be represented.
+            ScriptError: a value has a type that cannot be represented, or is an integer
+                wider than 64 bits (the message names its field and digits).
         """
+        try:
+            return self._to_lua(value)
+        except OverflowError:
+            reason = wide_int_error(value, "Lua integer")
+            if reason is None:
+                raise
+            raise ScriptError(
+                f"cannot pass the event to the script: {reason}", script=self._script
+            ) from None
+
+    def _to_lua(self, value: Any) -> Any:
         t = type(value)
         if t in _SCALARS:
             return value
         if t is dict:
-            conv = self.to_lua
+            conv = self._to_lua
             return self._table_from(
                 {k: (v if type(v) in _SCALARS else conv(v)) for k, v in value.items()}
             )
         if t is list or t is tuple:
-            conv = self.to_lua
+            conv = self._to_lua
             return self._mkarray(
                 self._table_from([v if type(v) in _SCALARS else conv(v) for v in value])
             )
@@ -104,7 +131,7 @@ class LuaCodec:
         if isinstance(value, ObjectId):
             return self._table_from({"$oid": str(value)})
         if isinstance(value, dict):  # SON, OrderedDict, RawBSONDocument-like mappings
-            return self.to_lua(dict(value))
+            return self._to_lua(dict(value))
         try:
             wrapped = json_util.default(value, _JSON_OPTIONS)
         except TypeError as exc:
@@ -112,7 +139,7 @@ class LuaCodec:
                 f"cannot pass a {type(value).__name__} value to a script: {exc}",
                 script=self._script,
             ) from exc
-        return self.to_lua(wrapped)
+        return self._to_lua(wrapped)
 
     def attributes_to_lua(self, attributes: dict[str, str]) -> Any:
         """Convert the event attributes (a flat string map) to a Lua table."""

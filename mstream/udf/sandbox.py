@@ -463,7 +463,8 @@ def new_sandbox(*, memory_bytes: int, hash_value: Any = None, name: str = "scrip
         register_builtins=False,
         unpack_returned_tuples=True,
         attribute_filter=_noop_attribute_filter,
-        overflow_handler=float,
+        # No overflow_handler: a Python int wider than a Lua integer (64 bits) raises
+        # OverflowError, which the codec reports with the field, instead of becoming a float.
         max_memory=0,
     )
     logger = _log.getChild(name.replace(".", "_"))
