@@ -12,8 +12,9 @@ counted; it is never dropped silently.
 Logging is rate-limited per connector run: the first bad event logs its WARNING at once,
 the ones that follow within ``summary_interval`` (5 s) are counted, and one summary line
 reports them, e.g. ``orders-to-avro: 40 events dead-lettered in the last 5 s, last reason:
-decode: invalid JSON``. The summary is logged by the first bad event after the interval or
-by :meth:`DeadLetterRouter.flush_summary` (at the end of a run). Counters count every event.
+decode: invalid JSON``. The summary is logged by the first bad event after the interval, by
+:meth:`DeadLetterRouter.tick` (the connector calls it twice a second) or by
+:meth:`DeadLetterRouter.flush_summary` (at the end of a run). Counters count every event.
 
 Integers keep all their digits in the record (an event refused for an integer wider than
 64 bits shows that integer as it came). A ``bson`` dead-letter sink cannot store such an
