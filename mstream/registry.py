@@ -115,10 +115,18 @@ def mask_service(service: ServiceConfig) -> dict[str, Any]:
     return {"name": service.name, "provider": service.provider, **masked}
 
 
-def _collect_secrets(options: Mapping[str, Any], declared: frozenset[str], found: set[str]) -> None:
+def _collect_secrets(
+    options: Mapping[str, Any], declared: frozenset[str], found: set[str], *, inside: bool = False
+) -> None:
+    """Add the secret values of ``options`` to ``found``: the values of declared secret
+    fields (every string inside one that is a table, such as ``headers``), of keys that look
+    secret, and passwords in connection strings."""
     for key, value in options.items():
         if isinstance(value, Mapping):
-            _collect_secrets(value, declared, found)
+            _collect_secrets(value, declared, found, inside=inside or key in declared)
+        elif isinstance(value, str) and inside:
+            if len(value) >= 4:
+                found.add(value)
         elif isinstance(value, str):
             if key in declared or is_secret_key(str(key)):
                 if len(value) >= 4:

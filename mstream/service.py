@@ -41,6 +41,7 @@ from mstream import file_access
 from mstream.config.model import Config
 from mstream.crypto import ENV_KEY, ENV_KEY_FILE, Cipher, load_key
 from mstream.errors import ConfigError
+from mstream.log_buffer import LogBuffer
 from mstream.registry import SecretLogFilter, ServiceRegistry
 from mstream.runtime import ControlLoop, JobManager
 from mstream.stores import Stores
@@ -207,6 +208,7 @@ class Service:
         self.executor = ThreadPoolExecutor(16, thread_name_prefix="mstream-api")
         self._callbacks: list[PeriodicCallback] = []
         self._log_filter: SecretLogFilter | None = None
+        self.logs: LogBuffer | None = None
 
     @property
     def url(self) -> str:
@@ -236,6 +238,8 @@ class Service:
             self.stores.close()
             raise
         self._log_filter = SecretLogFilter(self.registry)
+        self.logs = LogBuffer()
+        logging.getLogger().addHandler(self.logs)  # before the filter: it masks this one too
         for handler in logging.getLogger().handlers:
             handler.addFilter(self._log_filter)
         self.manager = JobManager(
@@ -254,6 +258,7 @@ class Service:
                 token=opts.api_token,
                 max_body_size=opts.max_body_size,
                 stop_timeout=opts.stop_timeout,
+                logs=self.logs,
             )
             try:
                 self.server, self.port = start_server(make_app(ctx), opts.api_host, opts.api_port)
@@ -330,6 +335,8 @@ class Service:
             for handler in logging.getLogger().handlers:
                 handler.removeFilter(self._log_filter)
             self._log_filter = None
+        if self.logs is not None:
+            logging.getLogger().removeHandler(self.logs)
         self.executor.shutdown(wait=False)
 
     async def run(self) -> int:

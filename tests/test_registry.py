@@ -264,3 +264,23 @@ def test_log_lines_are_masked() -> None:
         assert secret not in text
     assert "mongodb://app:****@db1:27017" in text
     assert mask_text("no secrets here") == "no secrets here"
+
+
+def test_every_value_inside_a_secret_table_is_a_secret() -> None:
+    from mstream.config import parse_config
+    from mstream.registry import ServiceRegistry
+
+    config = parse_config(
+        {
+            "services": [
+                {
+                    "name": "hook",
+                    "provider": "http",
+                    "host": "http://127.0.0.1:9",
+                    "headers": {"Authorization": "Bearer header-secret", "X-Key": "k-123456"},
+                }
+            ]
+        }
+    )
+    secrets = ServiceRegistry.in_memory(config.services).secret_values()
+    assert {"Bearer header-secret", "k-123456"} <= secrets

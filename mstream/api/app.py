@@ -40,6 +40,7 @@ from mstream.api.handlers import (
     StaticHandler,
     StatsHandler,
 )
+from mstream.api.logs import LogsHandler, LogStreamHandler
 
 access_log = logging.getLogger("tornado.access")
 
@@ -48,6 +49,8 @@ ROUTES: list[tuple[str, type[RequestHandler]]] = [
     ("/health", HealthHandler),
     ("/metrics", MetricsHandler),
     ("/stats", StatsHandler),
+    ("/logs", LogsHandler),
+    ("/logs/stream", LogStreamHandler),
     ("/openapi.json", OpenApiHandler),
     ("/jobs", JobsHandler),
     ("/jobs/{name}", JobHandler),

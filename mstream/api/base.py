@@ -42,6 +42,7 @@ from mstream.api.access import (
     origin_error,
 )
 from mstream.errors import ConfigError, ConflictError, MstreamError, NotFoundError, StoreError
+from mstream.log_buffer import LogBuffer
 from mstream.registry import mask_text
 from mstream.runtime import JobManager
 
@@ -74,6 +75,8 @@ class ApiContext:
         max_body_size: request bodies above this many bytes get 413.
         started_at: when the service started (seconds since the epoch).
         stop_timeout: seconds a stop or restart may take to drain.
+        logs: the recent log (``GET /logs``), when the process keeps one.
+        logs_preload: entries ``GET /logs/stream`` sends first by default.
     """
 
     manager: JobManager
@@ -87,6 +90,8 @@ class ApiContext:
     allowed_origins: frozenset[str] = field(default_factory=lambda: env_list(ENV_ALLOWED_ORIGINS))
     allowed_hosts: frozenset[str] = field(default_factory=lambda: env_list(ENV_ALLOWED_HOSTS))
     loopback_only: bool | None = None
+    logs: LogBuffer | None = None
+    logs_preload: int = 100
 
 
 def cap_text(text: str, limit: int = MAX_ERROR_BYTES) -> str:
