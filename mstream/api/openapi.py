@@ -405,6 +405,73 @@ _DOCUMENT: dict[str, Any] = {
                 },
             },
         },
+        "/logs": {
+            "get": {
+                "summary": "Recent log entries (masked), oldest first",
+                "parameters": [
+                    {"name": "job_name", "in": "query", "schema": {"type": "string"}},
+                    {
+                        "name": "level",
+                        "in": "query",
+                        "description": "Minimum level",
+                        "schema": {"enum": ["trace", "debug", "info", "warn", "error"]},
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 0, "default": 100},
+                    },
+                    {
+                        "name": "since",
+                        "in": "query",
+                        "description": "Only entries after this RFC 3339 time",
+                        "schema": {"type": "string", "format": "date-time"},
+                    },
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "entries": {"type": "array", "items": _ref("LogEntry")},
+                                "count": {"type": "integer"},
+                            },
+                        },
+                        "Entries",
+                    ),
+                    "400": _error("Bad filter"),
+                    **_AUTH_ERRORS,
+                },
+            }
+        },
+        "/logs/stream": {
+            "get": {
+                "summary": "The log as Server-Sent Events: the newest `initial` entries, then "
+                "each new one (event `log`, data a LogEntry; event `dropped` when a slow "
+                "reader missed entries)",
+                "parameters": [
+                    {"name": "job_name", "in": "query", "schema": {"type": "string"}},
+                    {
+                        "name": "level",
+                        "in": "query",
+                        "schema": {"enum": ["trace", "debug", "info", "warn", "error"]},
+                    },
+                    {
+                        "name": "initial",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 0, "default": 100},
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "An event stream",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    },
+                    "400": _error("Bad filter"),
+                    **_AUTH_ERRORS,
+                },
+            }
+        },
         "/stats": {
             "get": {
                 "summary": "Events and bytes processed across every job; jobs by state",
@@ -516,6 +583,17 @@ _DOCUMENT: dict[str, Any] = {
             },
             "Service": _SERVICE,
             "ServiceDefinition": _SERVICE_CREATE,
+            "LogEntry": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "integer"},
+                    "timestamp": {"type": "string", "format": "date-time"},
+                    "level": {"enum": ["trace", "debug", "info", "warn", "error"]},
+                    "target": {"type": "string", "description": "The logger"},
+                    "job_name": {"type": ["string", "null"]},
+                    "message": {"type": "string"},
+                },
+            },
             "JobMetrics": {
                 "type": "object",
                 "required": [
