@@ -15,6 +15,7 @@ Where any of them is missing the tests skip with the reason, or fail when
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -514,3 +515,15 @@ def test_a_retrying_job_shows_its_attempt_and_error(
     one(page, '#jobs-table a[href="#/jobs/waiting"]').click()
     assert wait(page, lambda d: text_of(d, "h1 .badge") == "RETRYING")
     assert wait(page, lambda d: "Retrying:" in text_of(d, "#job-reason"))
+
+
+def test_the_job_page_follows_its_live_log(page: Any, service: ServiceThread) -> None:
+    page.get(service.url + "/#/jobs/live")
+    one(page, "#job-log")
+    logging.getLogger("mstream.connector.live").warning("live log line %d", 1)
+    assert wait(page, lambda d: "live log line 1" in text_of(d, "#job-log"))
+    logging.getLogger("mstream.connector.other").warning("not this job's line")
+    logging.getLogger("mstream.connector.live").warning("live log line %d", 2)
+    assert wait(page, lambda d: "live log line 2" in text_of(d, "#job-log"))
+    assert "not this job's line" not in text_of(page, "#job-log")
+    assert "WARN" in text_of(page, "#job-log li.log-warn .log-level")

@@ -278,6 +278,72 @@ async function api(method, path, body) {
 }
 
 /**
+ * Follow a Server-Sent Events endpoint with fetch (EventSource cannot send the token):
+ * calls onEntry(data) for every `log` event until signal aborts. Reconnects after a
+ * dropped connection, 2 s later.
+ */
+async function followEvents(path, onEntry, signal) {
+  while (!signal.aborted) {
+    try {
+      const token = sessionStorage.getItem(TOKEN_KEY);
+      const headers = { Accept: "text/event-stream" };
+      if (token) headers.Authorization = `Bearer ${token}`;
+      const response = await fetch(path, { headers, signal, cache: "no-store" });
+      if (!response.ok || !response.body) throw new Error(`${response.status}`);
+      const reader = response.body.getReader();
+      const decoder = new TextDecoder();
+      let pending = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        pending += decoder.decode(value, { stream: true });
+        let cut;
+        while ((cut = pending.indexOf("\n\n")) >= 0) {
+          const frame = pending.slice(0, cut);
+          pending = pending.slice(cut + 2);
+          const lines = frame.split("\n");
+          const event = (lines.find((l) => l.startsWith("event: ")) || "event: message").slice(7);
+          const data = lines.filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n");
+          if (event === "log" && data) onEntry(JSON.parse(data));
+        }
+      }
+    } catch (err) {
+      if (signal.aborted) return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+  }
+}
+
+/** A live log panel: the newest entries of a job, following as they are logged. */
+function logPanel(jobName, keep = 200) {
+  const list = h("ol", { class: "log", id: "job-log", "aria-live": "polite" });
+  const empty = h("p", { class: "empty", text: "No log lines for this job yet." });
+  let controller = null;
+  function add(entry) {
+    empty.hidden = true;
+    const stamp = entry.timestamp ? entry.timestamp.slice(11, 23) : "";
+    list.append(
+      h("li", { class: `log-${entry.level}`, "data-id": String(entry.id) },
+        h("time", { text: stamp }), " ",
+        h("span", { class: "log-level", text: entry.level.toUpperCase() }), " ",
+        h("span", { class: "log-message", text: entry.message })),
+    );
+    while (list.children.length > keep) list.firstElementChild.remove();
+    list.scrollTop = list.scrollHeight;
+  }
+  return {
+    element: h("div", {}, empty, list),
+    start() {
+      controller = new AbortController();
+      followEvents(`logs/stream?job_name=${encodeURIComponent(jobName)}&initial=50`, add, controller.signal);
+    },
+    stop() {
+      if (controller) controller.abort();
+    },
+  };
+}
+
+/**
  * Show the token dialog; resolves true when a token was entered, false when cancelled.
  * The token goes to sessionStorage and the input is cleared, so it is not left in the DOM.
  */
@@ -845,6 +911,7 @@ function jobView(name) {
   };
 
   const pipelineSlot = h("div", { class: "pipeline-slot" });
+  const log = logPanel(name);
   const settingsSlot = h("div");
   const definitionPre = h("pre", { class: "code" });
   const checkpointsBody = h("tbody");
@@ -1017,7 +1084,16 @@ function jobView(name) {
           h("h2", { id: "checkpoints-heading", text: "Checkpoints (newest first)" }),
           checkpointsEmpty,
           h("div", { class: "table-wrap" }, checkpointsTable)),
+        h("section", { class: "panel", "aria-labelledby": "log-heading" },
+          h("h2", { id: "log-heading", text: "Log (live)" }),
+          log.element),
       ];
+    },
+    mount() {
+      log.start();
+    },
+    unmount() {
+      log.stop();
     },
     refresh,
     showError(err) {
@@ -1296,6 +1372,7 @@ function viewFor(hash) {
 
 async function navigate() {
   generation += 1;
+  if (current && current.unmount) current.unmount();
   const view = viewFor(location.hash);
   current = view;
   const main = document.getElementById("main");
