@@ -4,6 +4,7 @@ Usage::
 
     mstream [--config mstream-config.toml] [--exit-when-done] [--safe-mode]  # the service
     mstream validate --config FILE                              # check a config, run nothing
+    mstream dlq list|replay|discard JOB [--ids 1,2]             # a running service's dead letters
 
 The REST API listens on ``MSTREAM_API_HOST`` (default 127.0.0.1) : ``MSTREAM_API_PORT``
 (default 8719); ``MSTREAM_API_TOKEN`` makes every call but ``GET /``, ``GET /static/*``
@@ -83,7 +84,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mstream`` console script."""
-    args = _parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["dlq"]:
+        from mstream.cli_dlq import main as dlq_main
+
+        return dlq_main(arguments[1:])
+    args = _parser().parse_args(arguments)
     try:
         config = load_config(args.config)
     except ConfigError as exc:

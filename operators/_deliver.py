@@ -22,12 +22,17 @@ _POLL = 0.05
 
 @dataclass(frozen=True)
 class SinkTarget:
-    """A sink with the encoding (and schema) it writes."""
+    """A sink with the encoding (and schema) it writes.
+
+    ``position`` is the sink's index in its job (``sinks[i]`` in reasons) when it differs
+    from its place in the targets given to :func:`deliver` (a replay to one sink).
+    """
 
     sink: Sink
     encoding: str
     schema: AvroSchema | None = None
     name: str = "sink"
+    position: int | None = None
 
 
 class _Completion:
@@ -109,7 +114,8 @@ def deliver(
         ) -> abc.DisposableBase:
             slots = threading.BoundedSemaphore(max_in_flight)
             sink_rejects = [
-                _labelled(reject, f"sinks[{i}] ({t.name})") for i, t in enumerate(targets)
+                _labelled(reject, f"sinks[{i if t.position is None else t.position}] ({t.name})")
+                for i, t in enumerate(targets)
             ]
             emit_lock = threading.Lock()
             state = {"failed": False, "completed": False}

@@ -23,6 +23,7 @@ from tornado.web import Application, RequestHandler
 
 from mstream.api.access import is_loopback, mask_token_query
 from mstream.api.base import DISCARD_LIMIT, ApiContext
+from mstream.api.dead_letters import DeadLetterReplayHandler, DeadLettersHandler
 from mstream.api.handlers import (
     HealthHandler,
     JobCheckpointsHandler,
@@ -58,6 +59,8 @@ ROUTES: list[tuple[str, type[RequestHandler]]] = [
     ("/jobs/{name}/restart", JobRestartHandler),
     ("/jobs/{name}/checkpoints", JobCheckpointsHandler),
     ("/jobs/{name}/metrics", JobMetricsHandler),
+    ("/jobs/{name}/dead-letters", DeadLettersHandler),
+    ("/jobs/{name}/dead-letters/replay", DeadLetterReplayHandler),
     ("/services", ServicesHandler),
     ("/services/{name}", ServiceHandler),
 ]

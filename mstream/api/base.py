@@ -342,6 +342,10 @@ class ApiHandler(RequestHandler):
                 400, f"request body is not valid JSON: {detail}", {"body": "invalid JSON"}
             ) from None
 
+    def has_body(self) -> bool:
+        """Whether the request carried a (non-blank) body."""
+        return self._too_large or bool(b"".join(self._chunks).strip())
+
     def json_object(self) -> dict[str, Any]:
         """The request body, which must be a JSON object."""
         body = self.json_body()

@@ -472,6 +472,87 @@ _DOCUMENT: dict[str, Any] = {
                 },
             }
         },
+        "/jobs/{name}/dead-letters": {
+            "parameters": [_NAME_PARAM],
+            "get": {
+                "summary": "Kept dead letters, newest first (bounded per job; `dropped` says "
+                "how many the bound pushed out)",
+                "parameters": [
+                    {"name": "stage", "in": "query", "schema": {"type": "string"}},
+                    {
+                        "name": "reason",
+                        "in": "query",
+                        "description": "A substring of the reason",
+                        "schema": {"type": "string"},
+                    },
+                    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+                    },
+                ],
+                "responses": {
+                    "200": _json(_ref("DeadLetterPage"), "A page"),
+                    "400": _error("Bad paging"),
+                    **_AUTH_ERRORS,
+                    "404": _error("No such job"),
+                },
+            },
+            "delete": {
+                "summary": "Discard kept dead letters: the listed ids, or all of the job's",
+                "parameters": [
+                    {
+                        "name": "ids",
+                        "in": "query",
+                        "description": "Comma-separated record ids",
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {
+                    "200": _json(
+                        {"type": "object", "properties": {"discarded": {"type": "integer"}}},
+                        "Discarded",
+                    ),
+                    "400": _error("Bad ids"),
+                    **_AUTH_ERRORS,
+                    "404": _error("No such job"),
+                },
+            },
+        },
+        "/jobs/{name}/dead-letters/replay": {
+            "parameters": [_NAME_PARAM],
+            "post": {
+                "summary": "Send kept dead letters through the job's pipeline from the step "
+                "each failed at (all, up to 1000, without ids); an edit replaces an event's "
+                "document. Delivered ones are deleted; ones refused again are kept anew",
+                "requestBody": {
+                    "required": False,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "properties": {
+                                    "ids": {"type": "array", "items": {"type": "integer"}},
+                                    "edits": {
+                                        "type": "object",
+                                        "description": "Record id → corrected document",
+                                    },
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _json(_ref("ReplayOutcome"), "What the replay did"),
+                    "400": _error("Bad ids or edits"),
+                    **_AUTH_ERRORS,
+                    "404": _error("No such job"),
+                    "409": _error("Another operation on the job is in progress"),
+                },
+            },
+        },
         "/stats": {
             "get": {
                 "summary": "Events and bytes processed across every job; jobs by state",
@@ -583,6 +664,35 @@ _DOCUMENT: dict[str, Any] = {
             },
             "Service": _SERVICE,
             "ServiceDefinition": _SERVICE_CREATE,
+            "DeadLetterPage": {
+                "type": "object",
+                "properties": {
+                    "job": {"type": "string"},
+                    "dead_letters": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "description": "A dead-letter record (connector, stage, reason, "
+                            "time, encoding, payload, attributes, metadata) with its id and the "
+                            "step a replay resumes from",
+                        },
+                    },
+                    "total": {"type": "integer"},
+                    "offset": {"type": "integer"},
+                    "dropped": {"type": "integer"},
+                },
+            },
+            "ReplayOutcome": {
+                "type": "object",
+                "properties": {
+                    "replayed": {"type": "integer"},
+                    "delivered": {"type": "integer"},
+                    "rejected_again": {"type": "integer"},
+                    "deleted": {"type": "integer"},
+                    "remaining": {"type": "integer"},
+                    "error": {"type": ["string", "null"]},
+                },
+            },
             "LogEntry": {
                 "type": "object",
                 "properties": {

@@ -67,7 +67,7 @@ from mstream.errors import ConfigError, DeliveryError, MstreamError
 from mstream.providers import get_provider
 from mstream.providers.base import Middleware, Sink, Source, StepContext
 from mstream.runtime.dead_letter import DeadLetterRouter
-from mstream.stores import CheckpointStore, MemoryCheckpointStore
+from mstream.stores import CheckpointStore, DeadLetterStore, MemoryCheckpointStore
 
 log = logging.getLogger("mstream.connector")
 
@@ -191,6 +191,7 @@ class Connector:
             and stops it, so a step stuck connecting never leaves it "running" for ever.
         on_change: called after every state change, from whichever thread changed it (the
             job manager only posts it to the control loop).
+        dead_letters: where rejected events are also kept for replay (none when omitted).
     """
 
     def __init__(
@@ -206,8 +207,10 @@ class Connector:
         restart_backoff: float = 1.0,
         start_timeout: float = 60.0,
         on_change: Callable[[Connector], None] | None = None,
+        dead_letters: DeadLetterStore | None = None,
     ) -> None:
         self.config = config
+        self.dead_letters = dead_letters
         self.name = config.name
         self.services = dict(services)
         self.checkpoints = checkpoints if checkpoints is not None else MemoryCheckpointStore()
@@ -502,6 +505,7 @@ class Connector:
                 dead_letter_sink,
                 cfg.dead_letter.output_encoding if cfg.dead_letter else "json",
                 self.logger,
+                store=self.dead_letters,
             )
 
             source_service = self._service(cfg.source.service_name)
@@ -538,7 +542,7 @@ class Connector:
                 ops.map_each(self._count_in),
                 ops.convert(
                     cfg.source.output_encoding,
-                    reject,
+                    reject.at("source"),
                     schema=current,
                     input_schema=current,
                     verify=cfg.verify_payloads,
@@ -557,14 +561,19 @@ class Connector:
                 pipeline.append(
                     ops.middleware(
                         middleware,
-                        reject,
+                        reject.at(f"middlewares[{i}]"),
                         input_encoding=step.input_encoding,
                         input_schema=input_schema,
                         counters=self.counters,
                     )
                 )
                 pipeline.append(
-                    ops.convert(step.output_encoding, reject, schema=current, input_schema=current)
+                    ops.convert(
+                        step.output_encoding,
+                        reject.at(f"middlewares[{i}].output"),
+                        schema=current,
+                        input_schema=current,
+                    )
                 )
 
             targets = []

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -33,8 +34,9 @@ from typing import Any
 from mstream.core import Batch, ConnectorCounters, Event
 from mstream.encodings import encode
 from mstream.encodings.extjson import loads_plain
-from mstream.errors import DeliveryError, EventError
+from mstream.errors import DeliveryError, EventError, MstreamError
 from mstream.providers.base import Sink
+from mstream.stores.dead_letters import DeadLetterStore
 
 
 def _jsonable(value: Any) -> Any:
@@ -50,6 +52,21 @@ def _jsonable(value: Any) -> Any:
     if value is None or isinstance(value, str | int | float | bool):
         return value
     return str(value)
+
+
+_SINK_STEP = re.compile(r"^(sinks\[\d+\])")
+
+
+def step_of(stage: str, reason: str) -> str:
+    """The step a record resumes from when its caller did not say: a sink's from the
+    reason's ``sinks[i]`` prefix, the source's conversion otherwise.
+
+    Example:
+        >>> step_of("sink", "sinks[1] (mongo): duplicate key"), step_of("decode", "bad")
+        ('sinks[1]', 'source')
+    """
+    found = _SINK_STEP.match(reason) if stage == "sink" else None
+    return found.group(1) if found else "source"
 
 
 def _original(event: Event) -> dict[str, str]:
@@ -97,6 +114,9 @@ class DeadLetterRouter:
         summary_interval: seconds during which bad events after a logged one are counted
             into one summary line instead of logged one by one.
         clock: monotonic seconds (injected in tests).
+        store: where every rejected event is also kept for listing, replay or discard
+            (:mod:`mstream.stores.dead_letters`), with the bytes and ``step`` a replay
+            resumes from.
 
     Example:
         >>> import sys
@@ -129,8 +149,10 @@ class DeadLetterRouter:
         timeout: float = 60.0,
         summary_interval: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        store: DeadLetterStore | None = None,
     ) -> None:
         self.connector = connector
+        self.store = store
         self.counters = counters
         self.sink = sink
         self.encoding = encoding
@@ -144,16 +166,31 @@ class DeadLetterRouter:
         self._counted = 0  # bad events since then, not yet logged
         self._last_reason = ""
 
-    def __call__(self, event: Event, reason: str, stage: str) -> None:
+    def at(self, step: str) -> Callable[[Event, str, str], None]:
+        """This router for the pipeline step ``step`` (kept with each record, so a replay
+        resumes there): ``source``, ``middlewares[i]``, ``middlewares[i].output``."""
+        return lambda event, reason, stage: self(event, reason, stage, step=step)
+
+    def __call__(self, event: Event, reason: str, stage: str, step: str | None = None) -> None:
         """Dead-letter one event; blocks until the dead-letter sink has written it.
 
         Raises:
-            DeliveryError: the dead-letter sink failed, raised, or did not finish within
-                ``timeout`` (the job fails, nothing is acked).
+            DeliveryError: the dead-letter sink or store failed, raised, or did not finish
+                within ``timeout`` (the job fails, nothing is acked).
         """
         record = dead_letter_record(self.connector, event, reason, stage)
         self.counters.record_error(f"{stage}: {reason}", dead_lettered=self.sink is not None)
         self._log(event, reason, stage)
+        if self.store is not None:
+            kept = {
+                **record,
+                "step": step or step_of(stage, reason),
+                "original": base64.b64encode(event.payload).decode("ascii"),
+            }
+            try:
+                self.store.add(self.connector, kept)
+            except MstreamError as exc:
+                raise DeliveryError(f"dead letter not kept: {exc}") from None
         if self.sink is None:
             return
         try:

@@ -83,6 +83,7 @@ from mstream.runtime.connector import (
     Connector,
 )
 from mstream.runtime.control import ControlLoop
+from mstream.runtime.replay import replay
 from mstream.stores import Stores
 
 log = logging.getLogger("mstream.jobs")
@@ -93,6 +94,8 @@ STARTUP_STATES = ("force_from_file", "seed_from_file", "keep")
 RESTART_FROM = ("checkpoint", "beginning")
 """Where a completed job may be restarted from (``POST /jobs/{name}/restart?from=...``)."""
 PERSISTED_STATES = (RUNNING, RETRYING, STOPPED, COMPLETED, FAILED)
+REPLAY_LIMIT = 1000
+"""Dead letters one replay request sends at most (the response says how many remain)."""
 
 
 class JobManager:
@@ -263,6 +266,7 @@ class JobManager:
             self.services,
             self.stores.checkpoints,
             on_change=self._reported,
+            dead_letters=self.stores.dead_letters,
             max_restarts=self.max_restarts,
             start_timeout=self.start_timeout,
         )
@@ -658,6 +662,82 @@ class JobManager:
             raise NotFoundError(f"job {name!r} not found")
         history = await self.control.io(self.stores.checkpoints.history, name, limit)
         return [c.to_dict() for c in history]
+
+    # -- dead letters --------------------------------------------------------------------
+
+    async def dead_letters(
+        self,
+        name: str,
+        *,
+        stage: str | None = None,
+        reason: str | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> dict[str, Any]:
+        """A page of the job's kept dead letters, newest first, and how many were dropped.
+
+        Raises:
+            NotFoundError: no such job.
+        """
+        if not self.exists(name):
+            raise NotFoundError(f"job {name!r} not found")
+        store = self.stores.dead_letters
+        items, total = await self.control.io(
+            store.page, name, stage=stage, reason=reason, offset=offset, limit=limit
+        )
+        dropped = await self.control.io(store.dropped, name)
+        for item in items:
+            item.pop("original", None)  # the bytes a replay needs; the payload shows them
+        return {
+            "job": name,
+            "dead_letters": items,
+            "total": total,
+            "offset": offset,
+            "dropped": dropped,
+        }
+
+    async def discard_dead_letters(self, name: str, ids: list[int] | None = None) -> int:
+        """Delete kept dead letters (all of the job's when ``ids`` is ``None``).
+
+        Raises:
+            NotFoundError: no such job.
+        """
+        if not self.exists(name):
+            raise NotFoundError(f"job {name!r} not found")
+        count: int = await self.control.io(self.stores.dead_letters.delete, name, ids)
+        log.info("job %s: %d dead letter(s) discarded", name, count)
+        return count
+
+    async def replay_dead_letters(
+        self, name: str, ids: list[int] | None = None, edits: Mapping[int, Any] | None = None
+    ) -> dict[str, Any]:
+        """Send kept dead letters (up to ``REPLAY_LIMIT`` of them when ``ids`` is ``None``)
+        through the job's pipeline from the step each failed at (:mod:`.replay`).
+
+        Raises:
+            NotFoundError: no such job.
+            ConflictError: another operation on the job is in progress.
+        """
+        with self._exclusive(name, "replay"):
+            connector = self.get(name)
+            store = self.stores.dead_letters
+            if ids is None:
+                newest, _ = await self.control.io(store.page, name, limit=REPLAY_LIMIT)
+                ids = [r["id"] for r in newest]
+            records = await self.control.io(store.get, name, ids)
+            outcome = await self.control.io(replay, connector, records, edits)
+            _, left = await self.control.io(store.page, name, limit=0)
+        result = outcome.to_dict()
+        result["remaining"] = left
+        log.info(
+            "job %s: replayed %d dead letter(s): %d delivered, %d rejected again%s",
+            name,
+            outcome.replayed,
+            outcome.delivered,
+            outcome.rejected_again,
+            f"; stopped: {outcome.error}" if outcome.error else "",
+        )
+        return result
 
     def progress_line(self) -> str:
         """One line with every job's counters, for the periodic progress log."""

@@ -1,8 +1,10 @@
-"""State stores: checkpoints, jobs and services (memory, embedded SQLite, MongoDB).
+"""State stores: checkpoints, jobs, services and dead letters (memory, SQLite, MongoDB).
 
 :meth:`Stores.from_config` picks each store from ``[system]``: a MongoDB collection when
 ``[system.checkpoints]`` / ``[system.job_lifecycle]`` / ``[system.service_lifecycle]``
 names one, the embedded SQLite file under the data directory otherwise (mixing is fine).
+Dead letters are kept in the embedded file when any store uses it, in memory when every
+store is in MongoDB (not yet in MongoDB).
 
 Example:
     >>> stores = Stores.in_memory()
@@ -13,12 +15,17 @@ Example:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from mstream.errors import ConfigError, StoreError
 from mstream.stores.base import Checkpoint, CheckpointStore, JobStore, ServiceStore
+from mstream.stores.dead_letters import (
+    DeadLetterStore,
+    MemoryDeadLetterStore,
+    SqliteDeadLetterStore,
+)
 from mstream.stores.memory import MemoryCheckpointStore, MemoryJobStore, MemoryServiceStore
 from mstream.stores.sqlite import (
     SqliteCheckpointStore,
@@ -36,11 +43,12 @@ log = logging.getLogger("mstream.stores")
 
 @dataclass
 class Stores:
-    """The three stores a process uses."""
+    """The stores a process uses."""
 
     checkpoints: CheckpointStore
     jobs: JobStore
     services: ServiceStore
+    dead_letters: DeadLetterStore = field(default_factory=MemoryDeadLetterStore)
 
     @classmethod
     def in_memory(cls) -> Stores:
@@ -51,7 +59,12 @@ class Stores:
     def embedded(cls, data_dir: str | Path) -> Stores:
         """Stores in ``data_dir/mstream.db`` (SQLite), kept across restarts."""
         db = SqliteDatabase(Path(data_dir) / "mstream.db")
-        return cls(SqliteCheckpointStore(db), SqliteJobStore(db), SqliteServiceStore(db))
+        return cls(
+            SqliteCheckpointStore(db),
+            SqliteJobStore(db),
+            SqliteServiceStore(db),
+            SqliteDeadLetterStore(db),
+        )
 
     @classmethod
     def from_config(cls, config: Config, data_dir: str | Path) -> Stores:
@@ -138,8 +151,17 @@ class Stores:
             )
             log.info("state store system.%s: %s", key, where)
         checkpoints, jobs, services = built
+        dead_letters: DeadLetterStore
+        if sqlite is not None:
+            dead_letters = SqliteDeadLetterStore(sqlite)
+        else:
+            dead_letters = MemoryDeadLetterStore()
+            log.info("dead letters kept in memory (every state store is in MongoDB)")
         return cls(
-            cast(CheckpointStore, checkpoints), cast(JobStore, jobs), cast(ServiceStore, services)
+            cast(CheckpointStore, checkpoints),
+            cast(JobStore, jobs),
+            cast(ServiceStore, services),
+            dead_letters,
         )
 
     def close(self) -> None:
@@ -185,13 +207,16 @@ def _connect(config: Config, ref: StoreRef, label: str) -> MongoConnection:
 __all__ = [
     "Checkpoint",
     "CheckpointStore",
+    "DeadLetterStore",
     "JobStore",
     "MemoryCheckpointStore",
+    "MemoryDeadLetterStore",
     "MemoryJobStore",
     "MemoryServiceStore",
     "ServiceStore",
     "SqliteCheckpointStore",
     "SqliteDatabase",
+    "SqliteDeadLetterStore",
     "SqliteJobStore",
     "SqliteServiceStore",
     "Stores",
