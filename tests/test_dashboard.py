@@ -527,3 +527,50 @@ def test_the_job_page_follows_its_live_log(page: Any, service: ServiceThread) ->
     assert wait(page, lambda d: "live log line 2" in text_of(d, "#job-log"))
     assert "not this job's line" not in text_of(page, "#job-log")
     assert "WARN" in text_of(page, "#job-log li.log-warn .log-level")
+
+
+STRICT_SCRIPT = """
+function transform(data, attributes)
+  if data.n == 2 then error("n = 2 is not allowed") end
+  return result(data, attributes)
+end
+"""
+
+
+def test_replay_dead_letters_after_fixing_the_cause(
+    page: Any, service: ServiceThread, tmp_path: Path
+) -> None:
+    scripts = tmp_path / "scripts"
+    (scripts / "strict.lua").write_text(STRICT_SCRIPT)
+    out = tmp_path / "out"
+    out.mkdir(exist_ok=True)
+    (out / "three.jsonl").write_text('{"n": 1}\n{"n": 2}\n{"n": 3}\n')
+    definition = {
+        "name": "strict",
+        "source": {"service_name": "files", "resource": "three.jsonl", "output_encoding": "json"},
+        "middlewares": [
+            {"service_name": "scripts", "resource": "strict.lua", "output_encoding": "json"}
+        ],
+        "sinks": [
+            {"service_name": "files", "resource": "strict-out.jsonl", "output_encoding": "json"}
+        ],
+    }
+    created = requests.post(f"{service.url}/jobs", json=definition, timeout=30)
+    assert created.status_code == 201, created.text
+    page.get(service.url + "/#/jobs/strict")
+    row = "#dead-letters-table tr[data-dead-letter]"
+    assert wait(page, lambda d: len(css(d, row)) == 1)
+    assert "n = 2 is not allowed" in text_of(page, "#dead-letter-reasons")
+    assert "middlewares[0]" in text_of(page, row)
+    counter = '#job-counters [data-counter="events_out"]'
+    assert wait(page, lambda d: number(text_of(d, counter)) == 2)
+
+    page.execute_script("document.getElementById('dead-letters-heading').scrollIntoView()")
+    screenshot(page, tmp_path, "dead-letters")
+    (scripts / "strict.lua").write_text(UDF_SCRIPT)  # the fix: the script accepts every event
+    one(page, "#replay-dead-letters").click()
+    assert wait(page, lambda d: "1 delivered" in text_of(d, "#replay-result"))
+    assert wait(page, lambda d: not css(d, row))
+    assert wait(page, lambda d: number(text_of(d, counter)) == 3)
+    lines = [json.loads(line) for line in (out / "strict-out.jsonl").read_text().splitlines()]
+    assert sorted(doc["n"] for doc in lines) == [1, 2, 3]

@@ -9,7 +9,8 @@ at the failed step and that ``step``:
 * ``middlewares[i].output``: the conversion after middleware ``i`` onwards;
 * ``sinks[i]``: only sink ``i`` (the other sinks already have the event).
 
-The replay opens its own instances of those steps (the job may be running) and delivers
+The replay opens its own instances of those steps (the job may be running; a fixed script
+or service is picked up), adds what it delivered to the job's ``events_out``, and delivers
 with the usual guarantee: a record is deleted only once the run that carried it has
 completed - every event delivered to its sinks (acknowledged after the sinks' flush) or
 rejected again, in which case it is kept anew with the new reason. When the run fails (a
@@ -217,7 +218,10 @@ def _replay_step(
         # every event carried to the end was either delivered or rejected again (and kept)
         outcome.replayed += len(records)
         outcome.rejected_again += counters.errors
-        outcome.delivered += max(0, len(done) - counters.errors)
+        delivered = max(0, len(done) - counters.errors)
+        outcome.delivered += delivered
+        if delivered:
+            connector.counters.record_out(delivered)  # the job's counters show the replay
         if store is not None and done:
             store.delete(connector.name, done)
         outcome.deleted += done

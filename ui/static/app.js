@@ -314,6 +314,71 @@ async function followEvents(path, onEntry, signal) {
   }
 }
 
+/** The job's kept dead letters: reasons grouped, the newest listed, replay and discard. */
+function deadLetterPanel(jobName, onChange) {
+  const summary = h("p", { class: "hint", id: "dead-letter-summary" });
+  const groups = h("ul", { class: "reasons", id: "dead-letter-reasons" });
+  const body = h("tbody");
+  const table = h("table", { class: "grid", id: "dead-letters-table" },
+    h("thead", {}, h("tr", {},
+      ["Id", "Time", "Stage", "Step", "Reason", "Payload", ""].map((t) => h("th", { scope: "col", text: t })))),
+    body);
+  const replayAll = h("button", { type: "button", id: "replay-dead-letters", text: "Replay all" });
+  const discardAll = h("button", { type: "button", id: "discard-dead-letters", class: "danger", text: "Discard all" });
+  const result = h("p", { class: "hint", id: "replay-result", role: "status" });
+  const path = `jobs/${seg(jobName)}/dead-letters`;
+
+  async function run(label, method, sub, body) {
+    replayAll.disabled = discardAll.disabled = true;
+    try {
+      const answer = await api(method, sub ? `${path}/${sub}` : path, body);
+      if (label === "replay") {
+        setText(result, `Replayed ${answer.replayed}: ${answer.delivered} delivered, ` +
+          `${answer.rejected_again} refused again${answer.error ? ` (stopped: ${answer.error})` : ""}; ` +
+          `${answer.remaining} kept.`);
+      } else setText(result, `Discarded ${answer.discarded}.`);
+      await refresh();
+      onChange();
+    } catch (err) {
+      setText(result, `${label} failed: ${err.message}`);
+    } finally {
+      replayAll.disabled = discardAll.disabled = false;
+    }
+  }
+  replayAll.addEventListener("click", () => run("replay", "POST", "replay", {}));
+  discardAll.addEventListener("click", async () => {
+    if (await confirmAction("Discard dead letters", `Discard every kept dead letter of "${jobName}"?`, "Discard")) {
+      run("discard", "DELETE");
+    }
+  });
+
+  async function refresh() {
+    const page = await api("GET", `${path}?limit=50`);
+    const items = page.dead_letters || [];
+    setText(summary, page.total ? `${page.total} kept` + (page.dropped ? `, ${page.dropped} older ones dropped` : "") : "None kept.");
+    const counts = new Map();
+    for (const r of items) {
+      const key = `${r.stage}: ${r.reason.slice(0, 120)}`;
+      counts.set(key, (counts.get(key) || 0) + 1);
+    }
+    groups.replaceChildren(...[...counts].sort((a, b) => b[1] - a[1]).map(([k, n]) => h("li", { text: `${n} × ${k}` })));
+    table.hidden = !items.length;
+    replayAll.hidden = discardAll.hidden = !items.length;
+    body.replaceChildren(...items.map((r) =>
+      h("tr", { "data-dead-letter": String(r.id) },
+        td("Id", String(r.id)), td("Time", timeEl(r.time)), td("Stage", r.stage), td("Step", r.step || ""),
+        td("Reason", h("span", { class: "mono", text: r.reason })),
+        td("Payload", h("code", { text: valueText(r.payload).slice(0, 200) })),
+        td("", h("button", { type: "button", class: "small", text: "Replay",
+          onclick: () => run("replay", "POST", "replay", { ids: [r.id] }) })))));
+  }
+  return {
+    element: h("div", {}, summary, groups, h("div", { class: "actions" }, replayAll, discardAll), result,
+      h("div", { class: "table-wrap" }, table)),
+    refresh,
+  };
+}
+
 /** A live log panel: the newest entries of a job, following as they are logged. */
 function logPanel(jobName, keep = 200) {
   const list = h("ol", { class: "log", id: "job-log", "aria-live": "polite" });
@@ -912,6 +977,7 @@ function jobView(name) {
 
   const pipelineSlot = h("div", { class: "pipeline-slot" });
   const log = logPanel(name);
+  const deadLetters = deadLetterPanel(name, () => refreshNow());
   const settingsSlot = h("div");
   const definitionPre = h("pre", { class: "code" });
   const checkpointsBody = h("tbody");
@@ -1010,6 +1076,7 @@ function jobView(name) {
       api("GET", `jobs/${seg(name)}`),
       api("GET", "services"),
       api("GET", `jobs/${seg(name)}/checkpoints?limit=20`),
+      deadLetters.refresh(),
     ]);
     loadError.hidden = true;
     lastJob = job;
@@ -1084,6 +1151,9 @@ function jobView(name) {
           h("h2", { id: "checkpoints-heading", text: "Checkpoints (newest first)" }),
           checkpointsEmpty,
           h("div", { class: "table-wrap" }, checkpointsTable)),
+        h("section", { class: "panel", "aria-labelledby": "dead-letters-heading" },
+          h("h2", { id: "dead-letters-heading", text: "Dead letters" }),
+          deadLetters.element),
         h("section", { class: "panel", "aria-labelledby": "log-heading" },
           h("h2", { id: "log-heading", text: "Log (live)" }),
           log.element),
