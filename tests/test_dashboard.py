@@ -574,3 +574,16 @@ def test_replay_dead_letters_after_fixing_the_cause(
     assert wait(page, lambda d: number(text_of(d, counter)) == 3)
     lines = [json.loads(line) for line in (out / "strict-out.jsonl").read_text().splitlines()]
     assert sorted(doc["n"] for doc in lines) == [1, 2, 3]
+
+
+def test_the_job_page_charts_the_last_hour(page: Any, service: ServiceThread) -> None:
+    history = f"{service.url}/jobs/live/metrics/history"
+    # one point every 10 s while the job runs: wait for two, then draw
+    points = wait(
+        page, lambda d: len(requests.get(history, timeout=10).json()["points"]) >= 2 and 1, 40
+    )
+    assert points
+    page.get(service.url + "/#/jobs/live")
+    one(page, "#history-chart")
+    assert wait(page, lambda d: css(d, "#history-chart polyline.chart-rate"))
+    assert "events/s" in text_of(page, "#history-legend")

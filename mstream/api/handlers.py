@@ -197,6 +197,15 @@ class JobMetricsHandler(ApiHandler):
         self.send_json(job_metrics(self.call(self.manager.describe, name, definition=False)))
 
 
+class JobMetricsHistoryHandler(ApiHandler):
+    """``GET /jobs/{name}/metrics/history``: throughput and lag every 10 s, the last hour."""
+
+    def get(self, name: str) -> None:
+        """Read on the loop (404 for an unknown job)."""
+        self.call(self.manager.describe, name, definition=False)
+        self.send_json({"job": name, "points": self.manager.history.points(name)})
+
+
 class JobStopHandler(ApiHandler):
     """``POST /jobs/{name}/stop``: drain in-flight events, save the checkpoint, stop."""
 

@@ -472,6 +472,35 @@ _DOCUMENT: dict[str, Any] = {
                 },
             }
         },
+        "/jobs/{name}/metrics/history": {
+            "parameters": [_NAME_PARAM],
+            "get": {
+                "summary": "Throughput and lag every 10 s over the last hour (while running)",
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "job": {"type": "string"},
+                                "points": {
+                                    "type": "array",
+                                    "description": "[Unix time, events/s, lag s], oldest first",
+                                    "items": {
+                                        "type": "array",
+                                        "items": {"type": "number"},
+                                        "minItems": 3,
+                                        "maxItems": 3,
+                                    },
+                                },
+                            },
+                        },
+                        "Points",
+                    ),
+                    **_AUTH_ERRORS,
+                    "404": _error("No such job"),
+                },
+            },
+        },
         "/jobs/{name}/dead-letters": {
             "parameters": [_NAME_PARAM],
             "get": {

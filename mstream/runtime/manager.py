@@ -83,6 +83,8 @@ from mstream.runtime.connector import (
     Connector,
 )
 from mstream.runtime.control import ControlLoop
+from mstream.runtime.history import MetricsHistory
+from mstream.runtime.monitoring import job_metrics
 from mstream.runtime.replay import replay
 from mstream.stores import Stores
 
@@ -144,6 +146,7 @@ class JobManager:
         self._closing = False
         # job records are written in order, one at a time, off the loop
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="mstream-jobstore")
+        self.history = MetricsHistory()
 
     # -- services ------------------------------------------------------------------------
 
@@ -529,6 +532,7 @@ class JobManager:
             self.broken.pop(name, None)
             for table in (self._desired, self._origin, self._created):
                 table.pop(name, None)
+            self.history.forget(name)
             await self.control.loop.run_in_executor(self._writer, self.stores.jobs.delete, name)
             if not keep_checkpoints:
                 await self.control.io(self.stores.checkpoints.delete, name)
@@ -752,9 +756,13 @@ class JobManager:
         return "; ".join(parts) if parts else "no jobs"
 
     def sample(self) -> None:
-        """Take a throughput sample of every job (call every second)."""
+        """Take a throughput sample of every job (call every second, on the loop); keep a
+        point of throughput and lag for the last hour's chart."""
+        now = time.time()
         for c in list(self.connectors.values()):
             c.counters.sample()
+            if c.running:
+                self.history.offer(c.name, now, job_metrics(c.status(), now))
 
 
 class BlockingJobs:

@@ -521,6 +521,38 @@ function sparkline(name, width = 96, height = 24) {
   return svg;
 }
 
+/**
+ * The last hour of a job as inline SVG: throughput (events/s, solid) and lag (seconds,
+ * dashed), each scaled to its own maximum, which the legend states.
+ */
+function historyChart(points, width = 640, height = 160) {
+  const svg = h("svg:svg", {
+    class: "history-chart",
+    id: "history-chart",
+    viewBox: `0 0 ${width} ${height}`,
+    role: "img",
+    "aria-label": "Throughput and lag over the last hour",
+  });
+  const pad = 4;
+  svg.append(h("svg:line", { class: "chart-base", x1: 0, x2: width, y1: height - pad, y2: height - pad }));
+  const now = Date.now() / 1000;
+  const x = (t) => width - ((now - t) / 3600) * width;
+  const series = (index, maxValue, cls) => {
+    const coords = points
+      .filter((p) => now - p[0] <= 3600)
+      .map((p) => `${x(p[0]).toFixed(1)},${(height - pad - (p[index] / maxValue) * (height - 2 * pad)).toFixed(1)}`);
+    if (coords.length > 1) svg.append(h("svg:polyline", { class: cls, points: coords.join(" "), fill: "none" }));
+  };
+  const maxRate = Math.max(1, ...points.map((p) => p[1]));
+  const maxLag = Math.max(1, ...points.map((p) => p[2]));
+  series(1, maxRate, "chart-rate");
+  series(2, maxLag, "chart-lag");
+  const legend = h("p", { class: "hint", id: "history-legend" },
+    `Solid: events/s (top = ${fmtRate(maxRate)}); dashed: lag in seconds (top = ${fmtRate(maxLag)}); ` +
+    `${points.length} point${points.length === 1 ? "" : "s"}, one every 10 s, last 60 min.`);
+  return h("div", {}, svg, legend);
+}
+
 // ---------------------------------------------------------------------------------------
 // Keyed table rows: update cells in place so that focus and selections survive polling
 
@@ -978,6 +1010,8 @@ function jobView(name) {
   const pipelineSlot = h("div", { class: "pipeline-slot" });
   const log = logPanel(name);
   const deadLetters = deadLetterPanel(name, () => refreshNow());
+  const historySlot = h("div", { class: "history-slot" });
+  let historyAt = 0;
   const settingsSlot = h("div");
   const definitionPre = h("pre", { class: "code" });
   const checkpointsBody = h("tbody");
@@ -1081,6 +1115,11 @@ function jobView(name) {
     loadError.hidden = true;
     lastJob = job;
     apply(job);
+    if (Date.now() - historyAt > 10000) {
+      historyAt = Date.now();
+      const history = await api("GET", `jobs/${seg(name)}/metrics/history`);
+      historySlot.replaceChildren(historyChart(history.points || []));
+    }
     if (job.definition) {
       const providers = new Map((services.services || []).map((s) => [s.name, s.provider]));
       const key = JSON.stringify([job.definition, [...providers]]);
@@ -1131,6 +1170,9 @@ function jobView(name) {
             ["Wanted state", timeEls.desired],
             ["Defined in", timeEls.origin],
           ])),
+        h("section", { class: "panel", "aria-labelledby": "history-heading" },
+          h("h2", { id: "history-heading", text: "Last hour" }),
+          historySlot),
         h("section", { class: "panel", "aria-labelledby": "pipeline-heading" },
           h("h2", { id: "pipeline-heading", text: "Pipeline" }),
           pipelineSlot,
