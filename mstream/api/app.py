@@ -43,6 +43,12 @@ from mstream.api.handlers import (
     StatsHandler,
 )
 from mstream.api.logs import LogsHandler, LogStreamHandler
+from mstream.api.transform import (
+    TransformRunHandler,
+    TransformTestGenerateHandler,
+    TransformTestRunHandler,
+    TransformValidateHandler,
+)
 
 access_log = logging.getLogger("tornado.access")
 
@@ -52,6 +58,10 @@ ROUTES: list[tuple[str, type[RequestHandler]]] = [
     ("/metrics", MetricsHandler),
     ("/stats", StatsHandler),
     ("/logs", LogsHandler),
+    ("/transform/run", TransformRunHandler),
+    ("/transform/validate", TransformValidateHandler),
+    ("/transform/test/generate", TransformTestGenerateHandler),
+    ("/transform/test/run", TransformTestRunHandler),
     ("/logs/stream", LogStreamHandler),
     ("/openapi.json", OpenApiHandler),
     ("/jobs", JobsHandler),

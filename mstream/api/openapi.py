@@ -27,6 +27,39 @@ def _error(description: str) -> dict[str, Any]:
     return _json(_ref("Error"), description)
 
 
+def _transform(summary: str, properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    """A ``/transform/*`` POST: a JSON body with ``script`` and ``engine`` plus its own."""
+    return {
+        "post": {
+            "summary": summary,
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["script", *required],
+                            "additionalProperties": False,
+                            "properties": {
+                                "script": {"type": "string"},
+                                "engine": {"enum": ["lua", "rhai"], "default": "lua"},
+                                **properties,
+                            },
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": _json({"type": "object"}, "The outcome (script errors carry lines)"),
+                "400": _error("Bad body (the field is named)"),
+                "413": _error("Body too large"),
+                "415": _error("Not application/json"),
+                **_AUTH_ERRORS,
+            },
+        }
+    }
+
+
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$"
 _NAME_PARAM: dict[str, Any] = {
     "name": "name",
@@ -582,6 +615,28 @@ _DOCUMENT: dict[str, Any] = {
                 },
             },
         },
+        "/transform/run": _transform(
+            "Run a script on one sample (payload: a JSON string or value; a list for a "
+            "batch) under a job's sandbox limits: results, attributes, errors, duration_ms",
+            {"payload": {}, "attributes": {"type": "object"}},
+            ["payload"],
+        ),
+        "/transform/validate": _transform("Compile a script: valid, errors with lines", {}, []),
+        "/transform/test/generate": _transform(
+            "Test cases from a sample: as given, each field null, empty and missing; each "
+            "expects what the script produces now",
+            {"sample_input": {"type": "object"}},
+            ["sample_input"],
+        ),
+        "/transform/test/run": _transform(
+            "Run test cases (assertions: equals, contains, type_matches, gt, gte, lt, lte); "
+            "strict_output fails output fields no assertion covers",
+            {
+                "cases": {"type": "array", "items": {"type": "object"}},
+                "strict_output": {"type": "boolean"},
+            },
+            ["cases"],
+        ),
         "/stats": {
             "get": {
                 "summary": "Events and bytes processed across every job; jobs by state",

@@ -1,0 +1,146 @@
+"""The transform playground over HTTP: run, validate, generate and run test cases."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from mstream.api.testing import ServiceThread
+from mstream.config import parse_config
+from mstream.service import ServiceOptions
+
+JSON = {"Content-Type": "application/json"}
+MASK = """
+function transform(data, attributes)
+  data.email = mask_email(data.email)
+  attributes.processed = "true"
+  return result(data, attributes)
+end
+"""
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    data = tmp_path_factory.mktemp("data")
+    config = parse_config({"system": {"data_dir": str(data)}}, "t.toml", {})
+    with ServiceThread(config, ServiceOptions(api_port=0, data_dir=Path(data))) as svc:
+        yield svc.url
+
+
+def post(url: str, path: str, body: dict[str, Any], status: int = 200) -> Any:
+    answer = requests.post(f"{url}{path}", data=json.dumps(body), headers=JSON, timeout=30)
+    assert answer.status_code == status, answer.text
+    return answer.json()
+
+
+def test_run_masks_and_reports_attributes_and_time(url: str) -> None:
+    body = {
+        "script": MASK,
+        "payload": '{"email": "john@example.com"}',
+        "attributes": {"source": "playground"},
+    }
+    answer = post(url, "/transform/run", body)
+    assert answer["message"] == "success" and answer["errors"] == []
+    assert answer["item"] == {
+        "document": {"email": "j***@example.com"},
+        "attributes": {"source": "playground", "processed": "true"},
+    }
+    assert answer["duration_ms"] >= 0
+
+
+def test_run_reports_the_failing_line_and_holds_the_sandbox_limits(url: str) -> None:
+    failing = "function transform(data, attributes)\n  local x = nil\n  return x.y\nend"
+    answer = post(url, "/transform/run", {"script": failing, "payload": {}})
+    assert answer["message"] == "error" and answer["errors"][0]["line"] == 3
+    began = time.monotonic()
+    endless = "function transform(data, attributes)\n  while true do end\nend"
+    stuck = post(url, "/transform/run", {"script": endless, "payload": {}})
+    assert stuck["message"] == "error" and time.monotonic() - began < 10
+    assert "limit" in stuck["errors"][0]["message"]
+
+
+def test_validate_and_a_filtering_script(url: str) -> None:
+    assert post(url, "/transform/validate", {"script": MASK})["valid"] is True
+    broken = post(url, "/transform/validate", {"script": "function transform(\n  oops"})
+    assert broken["valid"] is False and broken["errors"][0]["line"] is not None
+    drop = "function transform(data, attributes) return nil end"
+    answer = post(url, "/transform/run", {"script": drop, "payload": {"a": 1}})
+    assert answer["message"] == "success" and answer["item"] is None and answer["items"] == []
+
+
+def test_generated_cases_pass_then_a_changed_script_fails_them(url: str) -> None:
+    sample = {"email": "john@example.com", "name": "John", "age": 30}
+    generated = post(url, "/transform/test/generate", {"script": MASK, "sample_input": sample})
+    assert generated["input_schema"]["properties"]["age"] == {"type": "integer"}
+    names = [c["name"] for c in generated["cases"]]
+    assert "sample as given" in names and "name is missing" in names and "age is null" in names
+    null_email = next(c for c in generated["cases"] if c["name"] == "email is null")
+    assert null_email["input"]["email"] is None and generated["errors"] == []
+    cases = generated["cases"]
+    ran = post(url, "/transform/test/run", {"script": MASK, "cases": cases})
+    assert ran["summary"] == {"passed": len(cases), "failed": 0, "total": len(cases)}
+    changed = MASK.replace("mask_email(data.email)", '"hidden"')
+    failed = post(url, "/transform/test/run", {"script": changed, "cases": cases})
+    assert failed["summary"]["failed"] >= 1
+    first = next(r for r in failed["results"] if not r["passed"])
+    assert first["failures"][0]["path"] == "email" and "hidden" in first["failures"][0]["message"]
+
+
+def test_assertion_types_and_strict_output(url: str) -> None:
+    cases = [
+        {
+            "name": "typed",
+            "input": {"email": "ann@example.com", "age": 30, "tags": ["x"]},
+            "assertions": [
+                {"path": "email", "assert_type": "contains", "expected_value": "***"},
+                {"path": "age", "assert_type": "gte", "expected_value": 30},
+                {"path": "age", "assert_type": "lt", "expected_value": 31},
+                {"path": "tags", "assert_type": "contains", "expected_value": "x"},
+                {"path": "tags", "assert_type": "type_matches", "expected_value": "array"},
+            ],
+        }
+    ]
+    assert (
+        post(url, "/transform/test/run", {"script": MASK, "cases": cases})["summary"]["passed"] == 1
+    )
+    strict = post(
+        url, "/transform/test/run", {"script": MASK, "cases": cases[:1], "strict_output": True}
+    )
+    assert strict["summary"]["failed"] == 0  # every output field is asserted
+    cases[0]["assertions"] = cases[0]["assertions"][:1]
+    strict = post(
+        url, "/transform/test/run", {"script": MASK, "cases": cases, "strict_output": True}
+    )
+    fields = {f["path"] for f in strict["results"][0]["failures"]}
+    assert fields == {"age", "tags"}
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/transform/run", {"payload": {}}, "script"),
+        ("/transform/run", {"script": MASK}, "payload"),
+        ("/transform/run", {"script": MASK, "payload": "{no"}, "payload"),
+        ("/transform/run", {"script": MASK, "payload": {}, "engine": "js"}, "engine"),
+        ("/transform/run", {"script": MASK, "payload": {}, "attributes": {"a": 1}}, "attributes"),
+        ("/transform/run", {"script": MASK, "payload": {}, "extra": 1}, "extra"),
+        ("/transform/test/generate", {"script": MASK, "sample_input": [1]}, "sample_input"),
+        ("/transform/test/run", {"script": MASK, "cases": []}, "cases"),
+        ("/transform/test/run", {"script": MASK, "cases": [{"name": "x"}]}, "cases[0].input"),
+        (
+            "/transform/test/run",
+            {"script": MASK, "cases": [{"input": {}, "assertions": [{"assert_type": "near"}]}]},
+            "cases[0].assertions[0].assert_type",
+        ),
+    ],
+)
+def test_bad_bodies_are_400_naming_the_field(
+    url: str, path: str, body: dict[str, Any], field: str
+) -> None:
+    answer = post(url, path, body, 400)
+    assert field in answer["error"]["fields"]
