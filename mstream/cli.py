@@ -5,6 +5,7 @@ Usage::
     mstream [--config mstream-config.toml] [--exit-when-done] [--safe-mode]  # the service
     mstream validate --config FILE                              # check a config, run nothing
     mstream dlq list|replay|discard JOB [--ids 1,2]             # a running service's dead letters
+    mstream test SUITE.json [--script FILE]                     # run a saved test suite (CI)
 
 The REST API listens on ``MSTREAM_API_HOST`` (default 127.0.0.1) : ``MSTREAM_API_PORT``
 (default 8719); ``MSTREAM_API_TOKEN`` makes every call but ``GET /``, ``GET /static/*``
@@ -89,6 +90,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from mstream.cli_dlq import main as dlq_main
 
         return dlq_main(arguments[1:])
+    if arguments[:1] == ["test"]:
+        from mstream.cli_test import main as test_main
+
+        return test_main(arguments[1:])
     args = _parser().parse_args(arguments)
     try:
         config = load_config(args.config)

@@ -144,3 +144,83 @@ def test_bad_bodies_are_400_naming_the_field(
 ) -> None:
     answer = post(url, path, body, 400)
     assert field in answer["error"]["fields"]
+
+
+def test_suites_and_workspaces_are_saved_listed_and_deleted(url: str) -> None:
+    suite = {
+        "name": "masking",
+        "script": MASK,
+        "cases": [
+            {
+                "name": "masks",
+                "input": {"email": "ann@example.com"},
+                "assertions": [
+                    {"path": "email", "assert_type": "equals", "expected_value": "a***@example.com"}
+                ],
+            }
+        ],
+    }
+    saved = post(url, "/test-suites", suite, 201)
+    assert saved["id"] and saved["name"] == "masking"
+    listed = requests.get(f"{url}/test-suites", timeout=10).json()["test_suites"]
+    assert {"id": saved["id"], "name": "masking", "cases": 1} in listed
+    replaced = post(url, "/test-suites", {**suite, "id": saved["id"], "name": "masking v2"}, 201)
+    assert (
+        requests.get(f"{url}/test-suites/{saved['id']}", timeout=10).json()["name"] == "masking v2"
+    )
+    assert replaced["id"] == saved["id"]
+
+    workspace = post(
+        url, "/workspaces", {"name": "PII", "input": '{"a": 1}', "test_suite_id": saved["id"]}, 201
+    )
+    changed = requests.put(
+        f"{url}/workspaces/{workspace['id']}",
+        data=json.dumps({"name": "PII 2"}),
+        headers=JSON,
+        timeout=10,
+    )
+    assert changed.status_code == 200 and changed.json() == {"name": "PII 2", "id": workspace["id"]}
+    assert requests.get(f"{url}/workspaces", timeout=10).json()["workspaces"] == [
+        {"id": workspace["id"], "name": "PII 2"}
+    ]
+    for path in (f"/workspaces/{workspace['id']}", f"/test-suites/{saved['id']}"):
+        assert requests.delete(f"{url}{path}", timeout=10).status_code == 204
+        assert requests.get(f"{url}{path}", timeout=10).status_code == 404
+    assert post(url, "/workspaces", {"input": "x"}, 400)["error"]["fields"] == {"name": "required"}
+    assert "colour" in post(url, "/test-suites", {"name": "x", "colour": 1}, 400)["error"]["fields"]
+    put_missing = requests.put(
+        f"{url}/workspaces/nope", data=json.dumps({"name": "x"}), headers=JSON, timeout=10
+    )
+    assert put_missing.status_code == 404
+
+
+def test_mstream_test_runs_a_suite_file_with_an_exit_code(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mstream.cli import main
+
+    (tmp_path / "mask.lua").write_text(MASK)
+    case = {"name": "masks", "input": {"email": "ann@example.com"}}
+    good = {
+        **case,
+        "assertions": [
+            {"path": "email", "assert_type": "equals", "expected_value": "a***@example.com"}
+        ],
+    }
+    bad = {
+        **case,
+        "name": "wrong",
+        "assertions": [{"path": "email", "assert_type": "equals", "expected_value": "x"}],
+    }
+    suite = tmp_path / "suite.json"
+    suite.write_text(json.dumps({"name": "masking", "script_path": "mask.lua", "cases": [good]}))
+    assert main(["test", str(suite)]) == 0
+    assert "PASS  masks" in capsys.readouterr().out
+    suite.write_text(
+        json.dumps({"name": "masking", "script_path": "mask.lua", "cases": [good, bad]})
+    )
+    assert main(["test", str(suite)]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  wrong" in out and 'expected "x"' in out and "1 passed, 1 failed" in out
+    assert main(["test", str(tmp_path / "missing.json")]) == 2
+    assert "cannot read the suite" in capsys.readouterr().err

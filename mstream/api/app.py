@@ -43,6 +43,12 @@ from mstream.api.handlers import (
     StatsHandler,
 )
 from mstream.api.logs import LogsHandler, LogStreamHandler
+from mstream.api.saved import (
+    TestSuiteHandler,
+    TestSuitesHandler,
+    WorkspaceHandler,
+    WorkspacesHandler,
+)
 from mstream.api.transform import (
     TransformRunHandler,
     TransformTestGenerateHandler,
@@ -58,6 +64,10 @@ ROUTES: list[tuple[str, type[RequestHandler]]] = [
     ("/metrics", MetricsHandler),
     ("/stats", StatsHandler),
     ("/logs", LogsHandler),
+    ("/test-suites", TestSuitesHandler),
+    ("/test-suites/{name}", TestSuiteHandler),
+    ("/workspaces", WorkspacesHandler),
+    ("/workspaces/{name}", WorkspaceHandler),
     ("/transform/run", TransformRunHandler),
     ("/transform/validate", TransformValidateHandler),
     ("/transform/test/generate", TransformTestGenerateHandler),

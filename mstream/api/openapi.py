@@ -74,6 +74,54 @@ _AUTH_ERRORS = {
     ),
 }
 
+
+def _saved(what: str, item: str, put: bool) -> dict[str, dict[str, Any]]:
+    """The collection and item paths of a saved playground document kind."""
+    body = {"required": True, "content": {"application/json": {"schema": _ref(item)}}}
+    collection = {
+        "get": {
+            "summary": f"Saved {what}s (id and name)",
+            "responses": {"200": _json({"type": "object"}, "The list"), **_AUTH_ERRORS},
+        },
+        "post": {
+            "summary": f"Save a {what} (an id is assigned when missing; an existing id is replaced)",
+            "requestBody": body,
+            "responses": {
+                "201": _json(_ref(item), "Saved"),
+                "400": _error("Bad body (the field is named)"),
+                **_AUTH_ERRORS,
+            },
+        },
+    }
+    one: dict[str, Any] = {
+        "parameters": [_NAME_PARAM],
+        "get": {
+            "summary": f"One {what}",
+            "responses": {"200": _json(_ref(item), "Found"), **_AUTH_ERRORS, "404": _error("None")},
+        },
+        "delete": {
+            "summary": f"Delete a {what}",
+            "responses": {"204": {"description": "Deleted"}, **_AUTH_ERRORS, "404": _error("None")},
+        },
+    }
+    if put:
+        one["put"] = {
+            "summary": f"Replace a {what}",
+            "requestBody": body,
+            "responses": {
+                "200": _json(_ref(item), "Saved"),
+                "400": _error("Bad body (the field is named)"),
+                **_AUTH_ERRORS,
+                "404": _error("None"),
+            },
+        }
+    return {"collection": collection, "item": one}
+
+
+_SUITES = _saved("test suite", "TestSuite", put=False)
+_WORKSPACES = _saved("workspace", "Workspace", put=True)
+
+
 _STEP = {
     "type": "object",
     "description": "A source, middleware or sink step. Providers may accept extra keys "
@@ -615,6 +663,10 @@ _DOCUMENT: dict[str, Any] = {
                 },
             },
         },
+        "/test-suites": _SUITES["collection"],
+        "/test-suites/{name}": _SUITES["item"],
+        "/workspaces": _WORKSPACES["collection"],
+        "/workspaces/{name}": _WORKSPACES["item"],
         "/transform/run": _transform(
             "Run a script on one sample (payload: a JSON string or value; a list for a "
             "batch) under a job's sandbox limits: results, attributes, errors, duration_ms",
@@ -748,6 +800,37 @@ _DOCUMENT: dict[str, Any] = {
             },
             "Service": _SERVICE,
             "ServiceDefinition": _SERVICE_CREATE,
+            "TestSuite": {
+                "type": "object",
+                "required": ["name"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "name": {"type": "string"},
+                    "engine": {"enum": ["lua", "rhai"]},
+                    "script": {"type": "string"},
+                    "script_ref": {
+                        "type": "object",
+                        "properties": {
+                            "service_name": {"type": "string"},
+                            "resource": {"type": "string"},
+                        },
+                    },
+                    "cases": {"type": "array", "items": {"type": "object"}},
+                    "strict_output": {"type": "boolean"},
+                },
+            },
+            "Workspace": {
+                "type": "object",
+                "required": ["name"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "name": {"type": "string"},
+                    "script": {},
+                    "input": {},
+                    "schema": {"type": "object"},
+                    "test_suite_id": {"type": "string"},
+                },
+            },
             "DeadLetterPage": {
                 "type": "object",
                 "properties": {

@@ -3,8 +3,9 @@
 :meth:`Stores.from_config` picks each store from ``[system]``: a MongoDB collection when
 ``[system.checkpoints]`` / ``[system.job_lifecycle]`` / ``[system.service_lifecycle]``
 names one, the embedded SQLite file under the data directory otherwise (mixing is fine).
-Dead letters are kept in the embedded file when any store uses it, in memory when every
-store is in MongoDB (not yet in MongoDB).
+Dead letters and the playground's saved documents (test suites, workspaces) are kept in
+the embedded file when any store uses it, in memory when every store is in MongoDB (not
+yet in MongoDB).
 
 Example:
     >>> stores = Stores.in_memory()
@@ -26,6 +27,7 @@ from mstream.stores.dead_letters import (
     MemoryDeadLetterStore,
     SqliteDeadLetterStore,
 )
+from mstream.stores.documents import DocumentStore, MemoryDocumentStore, SqliteDocumentStore
 from mstream.stores.memory import MemoryCheckpointStore, MemoryJobStore, MemoryServiceStore
 from mstream.stores.sqlite import (
     SqliteCheckpointStore,
@@ -49,6 +51,7 @@ class Stores:
     jobs: JobStore
     services: ServiceStore
     dead_letters: DeadLetterStore = field(default_factory=MemoryDeadLetterStore)
+    documents: DocumentStore = field(default_factory=MemoryDocumentStore)
 
     @classmethod
     def in_memory(cls) -> Stores:
@@ -64,6 +67,7 @@ class Stores:
             SqliteJobStore(db),
             SqliteServiceStore(db),
             SqliteDeadLetterStore(db),
+            SqliteDocumentStore(db),
         )
 
     @classmethod
@@ -152,16 +156,21 @@ class Stores:
             log.info("state store system.%s: %s", key, where)
         checkpoints, jobs, services = built
         dead_letters: DeadLetterStore
+        documents: DocumentStore
         if sqlite is not None:
-            dead_letters = SqliteDeadLetterStore(sqlite)
+            dead_letters, documents = SqliteDeadLetterStore(sqlite), SqliteDocumentStore(sqlite)
         else:
-            dead_letters = MemoryDeadLetterStore()
-            log.info("dead letters kept in memory (every state store is in MongoDB)")
+            dead_letters, documents = MemoryDeadLetterStore(), MemoryDocumentStore()
+            log.info(
+                "dead letters, test suites and workspaces kept in memory (every state store "
+                "is in MongoDB)"
+            )
         return cls(
             cast(CheckpointStore, checkpoints),
             cast(JobStore, jobs),
             cast(ServiceStore, services),
             dead_letters,
+            documents,
         )
 
     def close(self) -> None:
