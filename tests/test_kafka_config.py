@@ -9,7 +9,7 @@ from collections.abc import Mapping
 import pytest
 
 import mstream.providers.kafka as kafka_provider
-import mstream.providers.kafka_confluent as kafka_confluent
+import mstream.providers.kafka.confluent as kafka_confluent
 from mstream.config import parse_config
 from mstream.config.model import ServiceConfig, StepConfig
 from mstream.core import Batch, Event

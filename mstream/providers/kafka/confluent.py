@@ -1,10 +1,11 @@
 """``client = "confluent"``: the Kafka source and sink on ``confluent-kafka`` (librdkafka).
 
-Same behaviour as the kafka-python implementation in :mod:`mstream.providers.kafka`
+Same behaviour as the kafka-python implementation in :mod:`mstream.providers.kafka.source` and
+:mod:`mstream.providers.kafka.sink`
 (offset tracking, rebalances, seeks and checkpoints are shared in
-:class:`~mstream.providers.kafka.KafkaSourceBase`); only the client calls differ. The
+:class:`~mstream.providers.kafka.source.KafkaSourceBase`); only the client calls differ. The
 dotted keys are passed to librdkafka under their own names
-(:func:`~mstream.providers.kafka.rdkafka_options`).
+(:func:`~mstream.providers.kafka.config.rdkafka_options`).
 
 Example:
     >>> from mstream.config import ServiceConfig, StepConfig
@@ -29,16 +30,9 @@ from mstream.core import Batch, Event
 from mstream.errors import DeliveryError, RejectedError
 from mstream.providers.base import Done, Emit, StepContext
 from mstream.providers.completion import Completion, messages_of
-from mstream.providers.kafka import (
-    CONSUMER,
-    PRODUCER,
-    TP,
-    KafkaSinkBase,
-    KafkaSourceBase,
-    _header_attributes,
-    _normal_headers,
-    rdkafka_options,
-)
+from mstream.providers.kafka.config import CONSUMER, PRODUCER, rdkafka_options
+from mstream.providers.kafka.sink import KafkaSinkBase, _normal_headers
+from mstream.providers.kafka.source import TP, KafkaSourceBase, _header_attributes
 
 
 def _ck() -> Any:
