@@ -56,8 +56,9 @@ from mstream.providers.kafka.config import (
     rdkafka_options,
     supported_keys,
 )
-from mstream.providers.kafka.sink import KafkaPythonSink, KafkaSinkBase
-from mstream.providers.kafka.source import TP, KafkaPythonSource, KafkaSourceBase
+from mstream.providers.kafka.kafka_python import KafkaPythonSink, KafkaPythonSource
+from mstream.providers.kafka.sink import KafkaSinkBase
+from mstream.providers.kafka.source import TP, KafkaSourceBase
 
 __all__ = [
     "OPTIONS",

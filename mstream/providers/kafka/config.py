@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,8 @@ from marshmallow import (
     validate,
     validates_schema,
 )
+
+from mstream.errors import DeliveryError
 
 CLIENTS = ("kafka-python", "confluent")
 CONSUMER = "consumer"
@@ -201,7 +204,13 @@ OPTIONS: dict[str, KafkaOption] = {
 }
 """Every supported dotted key, by key."""
 
-PLAIN_OPTIONS = ("client", "commit_interval_ms", "offset_seek_back_seconds")
+PLAIN_OPTIONS = (
+    "client",
+    "commit_interval_ms",
+    "offset_seek_back_seconds",
+    "bootstrap_timeout_ms",
+    "flush_timeout_ms",
+)
 SECRET_FIELDS = frozenset({"sasl.password", "ssl.key.password"})
 
 
@@ -216,7 +225,13 @@ def supported_keys() -> list[str]:
 
 
 class KafkaServiceSchema(Schema):
-    """Options of a ``kafka`` service: the dotted keys of :data:`OPTIONS` and a few plain ones."""
+    """Options of a ``kafka`` service: the dotted keys of :data:`OPTIONS` and a few plain ones.
+
+    Example:
+        >>> opts = KafkaServiceSchema().load({"bootstrap.servers": "h:1"})
+        >>> opts["bootstrap_timeout_ms"], opts["flush_timeout_ms"], opts["commit_interval_ms"]
+        (3000, 30000, 1000)
+    """
 
     class Meta:
         unknown = INCLUDE
@@ -230,6 +245,12 @@ class KafkaServiceSchema(Schema):
     )
     commit_interval_ms = fields.Integer(
         load_default=1000, strict=True, validate=validate.Range(min=10, max=600_000)
+    )
+    bootstrap_timeout_ms = fields.Integer(
+        load_default=3000, strict=True, validate=validate.Range(min=100, max=600_000)
+    )
+    flush_timeout_ms = fields.Integer(
+        load_default=30_000, strict=True, validate=validate.Range(min=100, max=3_600_000)
     )
 
     @pre_load
@@ -329,3 +350,32 @@ def rdkafka_options(options: Mapping[str, Any], role: str) -> dict[str, Any]:
             continue
         out[option.rdkafka or key] = value
     return out
+
+
+def unreachable(
+    service: str, servers: str, timeout_ms: int, what: str, cause: object, logger: logging.Logger
+) -> DeliveryError:
+    """The error (logged as a WARNING) for a client that found no bootstrap server in time.
+
+    Args:
+        service: the service's name.
+        servers: its ``bootstrap.servers``.
+        timeout_ms: the ``bootstrap_timeout_ms`` that ran out.
+        what: the step, e.g. ``kafka sink 'orders'``.
+        cause: what the client said.
+        logger: where the warning goes (the connector's logger).
+
+    Returns:
+        A :class:`~mstream.errors.DeliveryError`, so that the connector retries with backoff.
+
+    Example:
+        >>> str(unreachable("k", "localhost:1", 3000, "kafka sink 't'", "timed out",
+        ...                 logging.getLogger("test")))
+        "kafka service 'k': cannot reach bootstrap servers localhost:1 within 3 s (kafka sink 't': timed out)"
+    """
+    message = (
+        f"kafka service {service!r}: cannot reach bootstrap servers {servers} "
+        f"within {timeout_ms / 1000:g} s ({what}: {cause})"
+    )
+    logger.warning("%s", message)
+    return DeliveryError(message)

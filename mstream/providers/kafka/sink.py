@@ -1,32 +1,65 @@
-"""The Kafka sink: which messages a batch becomes, and the kafka-python producer."""
+"""The client-independent half of a Kafka sink: the messages a batch becomes, a bounded flush.
+
+``flush`` (called on a drained stop and by ``close``) waits at most ``flush_timeout_ms``
+(30000) for the broker to acknowledge what was sent; past that it raises
+:class:`~mstream.errors.DeliveryError` naming what is still pending. Those writes never
+called their ``done``, so their events are not acknowledged: the connector restarts from
+its last checkpoint and they are delivered again.
+"""
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Iterable
+import threading
+import time
+from collections.abc import Iterable
 from typing import Any
 
 from mstream.config.model import ServiceConfig, StepConfig
 from mstream.core import Batch
 from mstream.encodings import AvroSchema, encode_batch
-from mstream.errors import ConfigError, DeliveryError, RejectedError
+from mstream.errors import ConfigError, DeliveryError
 from mstream.providers.base import Done, Sink, StepContext
-from mstream.providers.completion import Completion, messages_of
-from mstream.providers.kafka.config import PRODUCER, client_options
-
-_TOO_LARGE = frozenset({"MessageSizeTooLargeError", "RecordTooLargeError"})
-"""kafka-python errors meaning a message can never be accepted as it is."""
 
 
-def _classifier(what: str) -> Callable[[BaseException], BaseException]:
-    """A :class:`~mstream.providers.completion.Completion` classifier for kafka-python."""
+class Pending:
+    """Writes sent and not yet settled (their ``done`` not called), for the flush error.
 
-    def classify(error: BaseException) -> BaseException:
-        if type(error).__name__ in _TOO_LARGE:  # refused by the broker: never retried
-            return RejectedError(f"{what}: message too large for the broker: {error}")
-        return DeliveryError(f"{what}: {type(error).__name__}: {error}")
+    Thread-safe: :meth:`track` runs on the writing thread, the wrapped ``done`` on the
+    client's callback thread.
 
-    return classify
+    Example:
+        >>> pending, seen = Pending(), []
+        >>> done = pending.track(3, seen.append)
+        >>> pending.describe()
+        '1 write (3 messages)'
+        >>> done(None); pending.describe(), seen
+        ('0 writes (0 messages)', [None])
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._writes = 0
+        self._messages = 0
+
+    def track(self, messages: int, done: Done) -> Done:
+        """Count one write of ``messages``; returns ``done`` that also uncounts it."""
+        with self._lock:
+            self._writes += 1
+            self._messages += messages
+
+        def settled(error: BaseException | None) -> None:
+            with self._lock:
+                self._writes -= 1
+                self._messages -= messages
+            done(error)
+
+        return settled
+
+    def describe(self) -> str:
+        """``"N writes (M messages)"`` still pending."""
+        with self._lock:
+            writes, messages = self._writes, self._messages
+        return f"{writes} write{'' if writes == 1 else 's'} ({messages} messages)"
 
 
 def _key_bytes(key: Any) -> bytes | None:
@@ -37,11 +70,11 @@ def _key_bytes(key: Any) -> bytes | None:
     return str(key).encode()
 
 
-def _normal_headers(headers: Iterable[tuple[Any, Any]]) -> list[tuple[str, bytes]]:
+def normal_headers(headers: Iterable[tuple[Any, Any]]) -> list[tuple[str, bytes]]:
     """Headers as both clients take them: ``(str, bytes)`` pairs (a null value is empty).
 
     Example:
-        >>> _normal_headers([("a", "x"), ("b", None), ("c", b"y"), (1, 2)])
+        >>> normal_headers([("a", "x"), ("b", None), ("c", b"y"), (1, 2)])
         [('a', b'x'), ('b', b''), ('c', b'y'), ('1', b'2')]
     """
     return [
@@ -64,9 +97,17 @@ OutMessage = tuple[bytes, bytes | None, list[tuple[str, bytes]] | None]
 
 
 class KafkaSinkBase(Sink):
-    """The client-independent half of a Kafka sink: which messages a batch becomes."""
+    """The client-independent half of a Kafka sink: which messages a batch becomes, and a
+    bounded flush.
+
+    Subclasses create ``_producer`` in ``open``, count each write with
+    ``self.pending.track`` and implement :meth:`_flush_within` and :meth:`_release`.
+    """
 
     _producer: Any = None
+    flush_slice = 0.5
+    """Seconds of one wait inside :meth:`flush` (kafka-python bounds each request's wait,
+    not the whole flush, so the deadline is checked between slices)."""
 
     def __init__(self, service: ServiceConfig, step: StepConfig, ctx: StepContext) -> None:
         if not service.options.get("bootstrap.servers"):
@@ -75,9 +116,16 @@ class KafkaSinkBase(Sink):
         self.topic = step.resource
         if not self.topic:
             raise ConfigError("a kafka sink needs a topic as its resource")
+        self.service_name = service.name
+        self.servers: str = service.options["bootstrap.servers"]
         self.encoding = step.output_encoding
         self.batch_mode: str = step.options.get("batch_mode", "array")
         self.what = f"kafka sink {self.topic!r}"
+        self.bootstrap_timeout_ms: int = service.options.get("bootstrap_timeout_ms", 3000)
+        self.flush_timeout = service.options.get("flush_timeout_ms", 30_000) / 1000.0
+        self.logger = ctx.logger
+        self.pending = Pending()
+        self._flush_failed = False
 
     def messages(self, batch: Batch) -> list[OutMessage]:
         """The messages a batch is written as.
@@ -109,7 +157,7 @@ class KafkaSinkBase(Sink):
             if not headers:  # the event's attributes, if any, become the headers
                 headers = [(k, str(v).encode()) for k, v in e.attributes.items()] or None
             elif type(headers) is not list:
-                headers = _normal_headers(headers)
+                headers = normal_headers(headers)
             # else a Kafka source's list, passed as it is: the client checks its pairs, and
             # the sink normalizes them only when the client refuses them (see write)
             append((e.payload, key, headers))
@@ -124,86 +172,46 @@ class KafkaSinkBase(Sink):
         raise NotImplementedError
 
     def flush(self) -> None:
-        """Wait until every sent message is acknowledged (or failed)."""
-        if self._producer is not None:
-            self._producer.flush()
+        """Wait until every sent message is acknowledged (or failed), at most ``flush_timeout``.
+
+        Raises:
+            DeliveryError: messages still pending after ``flush_timeout_ms``.
+        """
+        if self._producer is None:
+            return
+        deadline = time.monotonic() + self.flush_timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._flush_failed = True
+                raise DeliveryError(
+                    f"{self.what}: flush did not finish within {self.flush_timeout:g} s "
+                    f"(flush_timeout_ms): {self.pending.describe()} not acknowledged by "
+                    f"{self.servers}; their events stay unacknowledged and are sent again "
+                    "after the restart"
+                )
+            if self._flush_within(min(remaining, self.flush_slice)):
+                return
 
     def close(self) -> None:
-        """Flush, then release the client (see :meth:`_release`)."""
+        """Flush (unless a flush already timed out), then release the client.
+
+        Raises:
+            DeliveryError: the final flush timed out (the client is released all the same).
+        """
         if self._producer is None:
             return
         try:
-            self._producer.flush()
+            if not self._flush_failed:
+                self.flush()
         finally:
-            self._release()
+            self._release(abandon=self._flush_failed)
             self._producer = None
 
-    def _release(self) -> None:  # pragma: no cover - abstract
-        """Free the client's resources after the final flush."""
+    def _flush_within(self, seconds: float) -> bool:  # pragma: no cover - abstract
+        """Send what is buffered and wait up to ``seconds``; True once nothing is pending."""
         raise NotImplementedError
 
-
-class KafkaPythonSink(KafkaSinkBase):
-    """A Kafka sink on kafka-python's ``KafkaProducer`` (asynchronous sends)."""
-
-    def __init__(self, service: ServiceConfig, step: StepConfig, ctx: StepContext) -> None:
-        super().__init__(service, step, ctx)
-        self._producer: Any = None
-        self._classify = _classifier(self.what)
-
-    def open(self) -> None:
-        """Create the producer (``acks = all`` unless configured)."""
-        from kafka import KafkaProducer
-        from kafka.errors import KafkaError
-
-        config = client_options(self.options, PRODUCER)
-        config.setdefault("acks", "all")
-        try:
-            self._producer = KafkaProducer(**config)
-        except KafkaError as exc:
-            raise DeliveryError(f"{self.what}: cannot connect: {exc}") from None
-
-    def write(self, batch: Batch, done: Done) -> None:
-        """Send every message; ``done(None)`` when all succeeded, else the first error."""
-        from kafka.errors import KafkaError, MessageSizeTooLargeError
-
-        producer = self._producer
-        messages = messages_of(producer, self.messages, batch, done, self.what)
-        if messages is None:
-            return
-        countdown = Completion(len(messages), done, self.what, self._classify)
-        send, topic = producer.send, self.topic
-        ok, fail = countdown.ok, countdown.fail
-        per_event = self.one_per_event(batch)
-        events = batch.events
-        for i, (value, key, headers) in enumerate(messages):
-            try:
-                try:
-                    future = send(topic, value=value, key=key, headers=headers)
-                except (AssertionError, TypeError):  # header pairs the client refuses
-                    if not headers:
-                        raise
-                    headers = _normal_headers(headers)
-                    future = send(topic, value=value, key=key, headers=headers)
-            except MessageSizeTooLargeError as exc:
-                reason = f"{self.what}: message too large: {exc}"
-                if per_event:  # only this event is dead-lettered; the others go on
-                    countdown.reject(events[i], reason)
-                    continue
-                countdown.fail(RejectedError(reason))
-                return
-            except (KafkaError, AssertionError, ValueError, TypeError) as exc:
-                countdown.fail(exc)
-                return
-            # one message per event: a broker refusal names the event, not the whole chunk
-            on_error = functools.partial(countdown.fail_event, events[i]) if per_event else fail
-            register = getattr(future, "_add_cb_eb", None)  # one lock instead of two
-            if register is not None:
-                register(ok, on_error)
-            else:
-                future.add_callback(ok)
-                future.add_errback(on_error)
-
-    def _release(self) -> None:
-        """Close the producer."""
-        self._producer.close()
+    def _release(self, abandon: bool) -> None:  # pragma: no cover - abstract
+        """Free the client; ``abandon``: fail what it still holds instead of waiting for it."""
+        raise NotImplementedError
