@@ -10,6 +10,12 @@ is loaded, with the list of supported keys. Besides the dotted keys:
 * ``client``: ``"kafka-python"`` (default) or ``"confluent"`` (uses ``confluent-kafka``
   when it is installed; same behaviour).
 * ``commit_interval_ms``: how often the source commits acknowledged offsets (1000).
+* ``bootstrap_timeout_ms``: how long a source or sink waits for a bootstrap server when
+  it opens (3000); past it, a WARNING naming the service and its servers and a
+  :class:`~mstream.errors.DeliveryError`, so the connector retries with backoff.
+* ``flush_timeout_ms``: how long a sink's flush waits for the broker (30000); past it, a
+  :class:`~mstream.errors.DeliveryError` naming what is still pending (never
+  acknowledged: the connector restarts from its last checkpoint).
 
 Source: the step's ``resource`` is the topic (or a comma-separated list). Each poll
 result is emitted as one chunk of events whose ``metadata`` holds ``key``, ``headers``,
@@ -17,7 +23,16 @@ result is emitted as one chunk of events whose ``metadata`` holds ``key``, ``hea
 headers as strings. Offsets are committed only once every sink acknowledged an event and
 every earlier event of its partition (a :class:`~mstream.core.PositionTracker` per
 partition), always on the consumer's own thread. The checkpoint is
-``{topic: {partition: next_offset}}``.
+``{topic: {partition: next_offset}}``. The consumer's thread never runs the pipeline:
+chunks are emitted from a thread of their own, and when 8 of them are not yet
+acknowledged the source pauses its partitions and goes on polling (so a slow sink never
+makes it exceed ``max.poll.interval.ms``), resuming them at 4; rebalance callbacks only
+record what happened for the consumer's thread to apply (see
+:mod:`mstream.providers.kafka.source`).
+
+Modules: :mod:`~mstream.providers.kafka.config` (options), :mod:`~.source` and
+:mod:`~.sink` (what both clients share), :mod:`~.flow` (the hand-over to the pipeline),
+:mod:`~.kafka_python` and :mod:`~.confluent` (the two clients).
 
 Sink: a producer (``acks = all`` by default). Key and headers are carried from the
 source (``metadata["key"]``, ``metadata["headers"]``, else the event's attributes). A

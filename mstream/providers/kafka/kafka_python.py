@@ -137,6 +137,7 @@ class KafkaPythonSource(KafkaSourceBase):
             raise DeliveryError(f"{self.what}: cannot subscribe: {exc}") from None
 
     def _record_change(self, kind: str, partitions: Iterable[Any]) -> None:
+        """Record one callback with the client's assignment as it stands (IO thread)."""
         self._record(Rebalance(kind, _tps(partitions), frozenset(self._assigned_now())))
 
     def _await_topic_metadata(self, timeout: float = 10.0) -> None:
