@@ -9,7 +9,11 @@ from collections.abc import Mapping
 import pytest
 
 import mstream.providers.kafka as kafka_provider
-import mstream.providers.kafka_confluent as kafka_confluent
+import mstream.providers.kafka.confluent as kafka_confluent
+import mstream.providers.kafka.flow as kafka_flow
+import mstream.providers.kafka.kafka_python as kafka_python
+import mstream.providers.kafka.sink as kafka_sink
+import mstream.providers.kafka.source as kafka_source
 from mstream.config import parse_config
 from mstream.config.model import ServiceConfig, StepConfig
 from mstream.core import Batch, Event
@@ -27,7 +31,10 @@ from mstream.providers.kafka import (
     rdkafka_options,
     supported_keys,
 )
+from mstream.providers.kafka.flow import Emitter, InFlight
+from mstream.providers.kafka.source import ASSIGNED, LOST, REVOKED, Rebalance
 from mstream.registry import mask_service
+from tests.waiting import wait_for
 
 
 def _config(service: dict[str, object], environ: dict[str, str] | None = None) -> ServiceConfig:
@@ -312,7 +319,11 @@ def test_countdown_reports_once() -> None:
 
 
 class _FakeSource(KafkaSourceBase):
-    """The shared offset logic with a recording client."""
+    """The shared offset, rebalance and backpressure logic with a recording client.
+
+    ``assigned`` is the client's assignment, ``paused`` its pause flags; ``chunks`` are
+    what successive polls return: ``(partition, last_offset, count)`` per chunk part.
+    """
 
     def __init__(self, resume: object = None, seek_back: int | None = None) -> None:
         opts: dict[str, object] = {
@@ -329,14 +340,35 @@ class _FakeSource(KafkaSourceBase):
         self.commits: list[dict[tuple[str, int], int]] = []
         self.seeks: list[tuple[tuple[str, int], int]] = []
         self.fail_commits = False
+        self.refuse_seeks: set[TP] = set()
+        self.assigned: set[TP] = set()
+        self.paused_flags: set[TP] = set()
+        self.refuse_pauses = False
+        self.chunks: list[list[tuple[int, int, int]]] = []
+        self.polls = 0
+
+    def _poll_events(self, timeout: float) -> list[Event]:
+        self.polls += 1
+        if not self.chunks or {("t", p) for p, _, _ in self.chunks[0]} <= self.paused_flags:
+            return []
+        parts = self.chunks.pop(0)
+        part_done = self._in_flight.open(len(parts))
+        events = []
+        for partition, last, count in parts:
+            ack = self._chunk_ack(("t", partition), last, count, part_done)
+            events += [Event(b"{}", "json", metadata={"offset": last}, ack=ack)] * count
+        return events
 
     def _commit_offsets(self, offsets: Mapping[TP, int]) -> None:
         if self.fail_commits:
             raise RuntimeError("coordinator moved")
         self.commits.append(dict(offsets))
 
-    def _seek(self, tp: TP, offset: int) -> None:
+    def _seek(self, tp: TP, offset: int) -> bool:
+        if tp in self.refuse_seeks:
+            return False
         self.seeks.append((tp, offset))
+        return True
 
     def _offsets_for_times(self, tps: list[TP], timestamp_ms: int) -> dict[TP, int | None]:
         return {tp: (7 if tp[1] == 0 else None) for tp in tps}
@@ -344,10 +376,44 @@ class _FakeSource(KafkaSourceBase):
     def _end_offset(self, tp: TP) -> int:
         return 99
 
+    def _assigned_now(self) -> set[TP]:
+        return set(self.assigned)
+
+    def _paused_now(self) -> set[TP]:
+        return set(self.paused_flags)
+
+    def _pause(self, tps: set[TP]) -> bool:
+        if self.refuse_pauses:
+            return False
+        self.paused_flags |= tps
+        return True
+
+    def _resume(self, tps: set[TP]) -> bool:
+        self.paused_flags -= tps
+        return True
+
+    def _client_errors(self) -> tuple[type[Exception], ...]:
+        return (OSError,)
+
+    # rebalances as an eager-protocol client reports them ------------------------------
+
+    def assign(self, *partitions: int) -> None:
+        self.assigned = {("t", p) for p in partitions}
+        self._apply(Rebalance(ASSIGNED, frozenset(self.assigned), frozenset(self.assigned)))
+
+    def revoke(self, *partitions: int) -> None:
+        """Revoked; the client keeps them listed until the next assignment (kafka-python)."""
+        tps = frozenset(("t", p) for p in partitions)
+        self._apply(Rebalance(REVOKED, tps, frozenset(self.assigned)))
+
+    def lose(self, *partitions: int) -> None:
+        tps = frozenset(("t", p) for p in partitions)
+        self._apply(Rebalance(LOST, tps, frozenset(self.assigned)))
+
 
 def test_commits_in_partition_order_when_acks_arrive_out_of_order() -> None:
     src = _FakeSource()
-    src._assigned([("t", 0), ("t", 1)])
+    src.assign(0, 1)
     a0, b0, c0 = (src._chunk_ack(("t", 0), offset, 1) for offset in (10, 11, 12))
     a1 = src._chunk_ack(("t", 1), 3, 1)
     c0()
@@ -367,7 +433,7 @@ def test_commits_in_partition_order_when_acks_arrive_out_of_order() -> None:
 
 def test_failed_commit_is_retried() -> None:
     src = _FakeSource()
-    src._assigned([("t", 0)])
+    src.assign(0)
     src._chunk_ack(("t", 0), 5, 1)()
     src.fail_commits = True
     src.commit()
@@ -377,38 +443,111 @@ def test_failed_commit_is_retried() -> None:
     assert src.commits == [{("t", 0): 6}]
 
 
-def test_revoke_commits_acknowledged_and_ignores_late_acks() -> None:
+def test_revoke_commits_what_is_acknowledged_at_once_and_ignores_late_acks() -> None:
     src = _FakeSource()
-    src.revoke_wait = 0.05
-    src._assigned([("t", 0)])
+    src.assign(0)
     first, second = src._chunk_ack(("t", 0), 0, 1), src._chunk_ack(("t", 0), 1, 1)
     first()
-    src._revoked([("t", 0)])  # `second` still in flight: waits briefly, commits offset 1
+    src.revoke(0)  # `second` still in flight: no wait, offset 1 is committed
     assert src.commits == [{("t", 0): 1}]
+    src.assign()  # the partition went to another member: its tracker is forgotten
+    assert src.assignment() == []
     second()  # a late ack from before the revocation changes nothing
-    src._assigned([("t", 0)])
+    src.assign(0)
     src.commit()
     assert src.commits == [{("t", 0): 1}]
     assert src.position() == {"t": {"0": 1}}
 
 
+def test_partition_kept_through_a_rebalance_keeps_its_in_flight_chunks() -> None:
+    """kafka-python keeps a kept partition's position: its tracker must carry on too."""
+    src = _FakeSource()
+    src.assign(0)
+    in_flight = src._chunk_ack(("t", 0), 5, 1)
+    src.revoke(0)
+    src.assign(0)  # the same member got it back
+    after = src._chunk_ack(("t", 0), 6, 1)
+    after()
+    src.commit()
+    assert src.commits == []  # offset 5 is not acknowledged yet: 7 would skip it
+    in_flight()
+    src.commit()
+    assert src.commits == [{("t", 0): 7}]
+
+
+def test_lost_partitions_commit_nothing() -> None:
+    src = _FakeSource()
+    src.assign(0, 1)
+    src._chunk_ack(("t", 0), 3, 1)()
+    src.fail_commits = True
+    src.commit()  # fails: offset 4 waits for a retry
+    src.fail_commits = False
+    src.lose(0, 1)
+    src.commit()
+    assert src.commits == [] and src.assignment() == []
+    assert src.position() == {"t": {"0": 4}}  # delivered, so safe to checkpoint
+
+
+def test_commit_refused_during_a_rebalance_is_retried_once_assigned() -> None:
+    src = _FakeSource()
+    src.assign(0, 1)
+    src._chunk_ack(("t", 0), 8, 1)()
+    src._chunk_ack(("t", 1), 2, 1)()
+    src.fail_commits = True  # the group is rebalancing: commits are refused
+    src.revoke(0, 1)
+    assert src.commits == []
+    src.fail_commits = False
+    src.assign(1)  # partition 0 went elsewhere; its commit is tried once more now
+    assert src.commits == [{("t", 0): 9, ("t", 1): 3}]
+    src.fail_commits = True
+    src._chunk_ack(("t", 1), 4, 1)()
+    src.revoke(1)
+    src.fail_commits = False
+    src.assign()  # moved away while the retry still failed ... and now it succeeds
+    assert src.commits[-1] == {("t", 1): 5}
+    src.fail_commits = True
+    src.assign(0)
+    src._chunk_ack(("t", 0), 12, 1)()
+    src.revoke(0)
+    src.assign()  # refused again: left to the new owner, never retried afterwards
+    src.fail_commits = False
+    src.assign(1)
+    src.commit()
+    assert src.commits[-1] == {("t", 1): 5}
+
+
 def test_checkpoint_seek_on_first_assignment_only() -> None:
     src = _FakeSource(resume={"t": {"0": 42, "1": "17"}})
-    src._assigned([("t", 0), ("t", 1), ("t", 2)])
+    src.assign(0, 1, 2)
     assert sorted(src.seeks) == [(("t", 0), 42), (("t", 1), 17)]
-    src._revoked([("t", 0), ("t", 1), ("t", 2)])
-    src._assigned([("t", 0)])
+    src.revoke(0, 1, 2)
+    src.assign()
+    src.assign(0)
     assert len(src.seeks) == 2  # a later rebalance keeps the group's committed offsets
     assert src.position() == {"t": {"0": 42, "1": 17}}
 
 
+def test_seek_of_a_partition_revoked_meanwhile_is_done_on_its_next_assignment() -> None:
+    src = _FakeSource(resume={"t": {"0": 42}})
+    src.refuse_seeks = {("t", 0)}  # revoked by the client before the poll thread applied it
+    src.assign(0)
+    assert src.seeks == []
+    src.revoke(0)
+    src.assign()
+    src.refuse_seeks = set()
+    src.assign(0)
+    assert src.seeks == [(("t", 0), 42)]
+
+
 def test_seek_back_wins_over_checkpoint() -> None:
     src = _FakeSource(resume={"t": {"0": 42}}, seek_back=60)
-    src._assigned([("t", 0), ("t", 1)])
+    src.assign(0, 1)
     assert sorted(src.seeks) == [(("t", 0), 7), (("t", 1), 99)]
 
 
-@pytest.mark.parametrize("module", [kafka_provider, kafka_confluent])
+@pytest.mark.parametrize(
+    "module", [kafka_provider, kafka_confluent, kafka_python, kafka_source, kafka_sink, kafka_flow]
+)
 def test_docstring_examples(module: object) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)  # type: ignore[arg-type]
     assert result.attempted > 0 and result.failed == 0
@@ -416,7 +555,7 @@ def test_docstring_examples(module: object) -> None:
 
 def test_chunk_ack_commits_once_every_event_is_acknowledged() -> None:
     src = _FakeSource()
-    src._assigned([("t", 0)])
+    src.assign(0)
     chunk_a = src._chunk_ack(("t", 0), 9, 3)  # offsets 7, 8, 9
     chunk_b = src._chunk_ack(("t", 0), 11, 2)  # offsets 10, 11
     chunk_b()
@@ -428,3 +567,152 @@ def test_chunk_ack_commits_once_every_event_is_acknowledged() -> None:
     chunk_a()
     src.commit()
     assert src.commits == [{("t", 0): 12}]
+
+
+def _chunks(src: _FakeSource, n: int) -> list[list[Event]]:
+    """``n`` polls of one event each, alternating partitions 0 and 1."""
+    src.chunks = [[(i % 2, i, 1)] for i in range(n)]
+    return [src._poll_events(0) for _ in range(n)]
+
+
+def test_backpressure_pauses_at_eight_chunks_and_resumes_at_four() -> None:
+    src = _FakeSource()
+    src.assign(0, 1)
+    chunks = _chunks(src, 8)
+    src.assigned.add(("t", 2))  # assigned by the client, not applied yet: left alone
+    src._throttle()
+    assert src.paused_flags == {("t", 0), ("t", 1)} and src.pauses_total == 1
+    assert src.paused == {("t", 0), ("t", 1)}
+    src.assign(0, 1, 3)  # assigned while paused: paused too once applied
+    src._throttle()
+    assert src.paused_flags == {("t", 0), ("t", 1), ("t", 3)}
+    for chunk in chunks[:3]:
+        chunk[0].ack()  # type: ignore[misc]
+    src._throttle()
+    assert src.paused_flags == {("t", 0), ("t", 1), ("t", 3)}  # 5 in flight: still paused
+    chunks[3][0].ack()  # type: ignore[misc]
+    src._throttle()
+    assert src.paused_flags == set() and src.paused == frozenset()
+
+
+def test_a_pause_the_client_refused_is_tried_again() -> None:
+    src = _FakeSource()
+    src.assign(0)
+    _chunks(src, 8)
+    src.refuse_pauses = True  # the partition was being revoked by the IO thread
+    src._throttle()
+    assert src.paused_flags == set()
+    src.refuse_pauses = False
+    src._throttle()
+    assert src.paused_flags == {("t", 0)}
+
+
+def test_run_keeps_polling_while_emit_blocks_and_pauses() -> None:
+    """A slow pipeline blocks ``emit``; the poll thread goes on (paused) and loses nothing."""
+    src = _FakeSource()
+    src.assign(0, 1)
+    src.chunks = [[(i % 2, i // 2, 1)] for i in range(12)]
+    release, stopping = threading.Event(), threading.Event()
+    emitted: list[list[Event]] = []
+
+    def emit(events: list[Event]) -> None:
+        release.wait(30)  # the slow sink
+        emitted.append(events)
+        for e in events:
+            assert e.ack is not None
+            e.ack()
+
+    worker = threading.Thread(target=src.run, args=(emit, stopping))
+    worker.start()
+    try:
+        wait_for(lambda: src.paused_flags == {("t", 0), ("t", 1)}, 10, "the partitions paused")
+        polls = src.polls
+        wait_for(lambda: src.polls > polls + 5, 10, "polls while emit is blocked")
+        assert len(src.chunks) == 12 - src.pause_at  # nothing more read once paused
+        release.set()
+        wait_for(lambda: len(emitted) == 12, 10, "every chunk emitted")
+        wait_for(lambda: src.paused_flags == set(), 10, "the partitions resumed")
+    finally:
+        release.set()
+        stopping.set()
+        worker.join(10)
+    assert not worker.is_alive()
+    assert [e[0].metadata["offset"] for e in emitted] == [i // 2 for i in range(12)]
+    src.commit()
+    assert src.position() == {"t": {"0": 6, "1": 6}}
+
+
+def test_emit_failure_is_raised_by_run() -> None:
+    src = _FakeSource()
+    src.assign(0)
+    src.chunks = [[(0, 0, 1)]]
+
+    def emit(events: list[Event]) -> None:
+        raise DeliveryError("the pipeline failed; the source stops reading")
+
+    with pytest.raises(DeliveryError, match="pipeline failed"):
+        src.run(emit, threading.Event())
+
+
+def test_stop_waits_for_the_emit_in_progress_and_drops_queued_chunks() -> None:
+    src = _FakeSource()
+    src.assign(0)
+    src.chunks = [[(0, i, 1)] for i in range(3)]
+    entered, release, stopping = threading.Event(), threading.Event(), threading.Event()
+    emitted: list[int] = []
+
+    def emit(events: list[Event]) -> None:
+        entered.set()
+        release.wait(30)
+        emitted.append(events[0].metadata["offset"])
+        assert events[0].ack is not None
+        events[0].ack()
+
+    worker = threading.Thread(target=src.run, args=(emit, stopping))
+    worker.start()
+    try:
+        assert entered.wait(10)
+        wait_for(lambda: not src.chunks, 10, "every chunk read")
+        stopping.set()
+        wait_for(lambda: src.paused_flags == {("t", 0)}, 10, "paused while winding down")
+        assert worker.is_alive()  # the chunk being emitted is waited for
+        release.set()
+        worker.join(10)
+    finally:
+        release.set()
+        stopping.set()
+    assert not worker.is_alive()
+    assert emitted == [0]  # the two queued chunks were not emitted ...
+    src.commit()
+    assert src.commits[-1] == {("t", 0): 1}  # ... so their offsets are not committed
+
+
+def test_emitter_keeps_order_and_reports_the_dropped() -> None:
+    got: list[list[int]] = []
+    entered, gate = threading.Event(), threading.Event()
+
+    def emit(chunk: list[int]) -> None:
+        entered.set()
+        gate.wait(10)
+        got.append(chunk)
+
+    emitter = Emitter(emit, "test")
+    emitter.start()
+    for i in range(3):
+        emitter.put([i])
+    assert entered.wait(10)
+    emitter.close()
+    gate.set()
+    emitter.join(10)
+    assert not emitter.alive
+    assert got == [[0]] and emitter.dropped() == 2
+
+
+def test_in_flight_counts_a_chunk_done_when_all_its_parts_are() -> None:
+    flight = InFlight()
+    done = [flight.open(3) for _ in range(2)]
+    for _ in range(3):
+        done[0]()
+    assert flight.count == 1
+    done[1]()
+    assert flight.count == 1

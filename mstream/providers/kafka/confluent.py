@@ -1,10 +1,11 @@
 """``client = "confluent"``: the Kafka source and sink on ``confluent-kafka`` (librdkafka).
 
-Same behaviour as the kafka-python implementation in :mod:`mstream.providers.kafka`
+Same behaviour as the kafka-python implementation in :mod:`mstream.providers.kafka.source` and
+:mod:`mstream.providers.kafka.sink`
 (offset tracking, rebalances, seeks and checkpoints are shared in
-:class:`~mstream.providers.kafka.KafkaSourceBase`); only the client calls differ. The
+:class:`~mstream.providers.kafka.source.KafkaSourceBase`); only the client calls differ. The
 dotted keys are passed to librdkafka under their own names
-(:func:`~mstream.providers.kafka.rdkafka_options`).
+(:func:`~mstream.providers.kafka.config.rdkafka_options`).
 
 Example:
     >>> from mstream.config import ServiceConfig, StepConfig
@@ -27,17 +28,18 @@ from typing import Any
 from mstream.config.model import ServiceConfig, StepConfig
 from mstream.core import Batch, Event
 from mstream.errors import DeliveryError, RejectedError
-from mstream.providers.base import Done, Emit, StepContext
+from mstream.providers.base import Done, StepContext
 from mstream.providers.completion import Completion, messages_of
-from mstream.providers.kafka import (
-    CONSUMER,
-    PRODUCER,
+from mstream.providers.kafka.config import CONSUMER, PRODUCER, rdkafka_options, unreachable
+from mstream.providers.kafka.sink import KafkaSinkBase, normal_headers
+from mstream.providers.kafka.source import (
+    ASSIGNED,
+    LOST,
+    REVOKED,
     TP,
-    KafkaSinkBase,
     KafkaSourceBase,
-    _header_attributes,
-    _normal_headers,
-    rdkafka_options,
+    Rebalance,
+    header_attributes,
 )
 
 
@@ -53,18 +55,34 @@ def _ck() -> Any:
     return confluent_kafka
 
 
+def _reason(exc: Exception) -> str:
+    """What a ``KafkaException`` says, without the ``KafkaError{...}`` wrapping."""
+    error: Any = exc.args[0] if exc.args else None
+    return str(error.str()) if hasattr(error, "str") else str(exc)
+
+
 class ConfluentSource(KafkaSourceBase):
-    """A Kafka source on ``confluent_kafka.Consumer``."""
+    """A Kafka source on ``confluent_kafka.Consumer``.
+
+    librdkafka serves the rebalance callbacks from ``consume`` on the poll thread, so
+    they apply each rebalance at once; seeks go into the assignment itself.
+    """
 
     def __init__(self, service: ServiceConfig, step: StepConfig, ctx: StepContext) -> None:
         super().__init__(service, step, ctx)
         self._consumer: Any = None
         self._seeks: dict[TP, int] = {}
+        self._paused: set[TP] = set()  # librdkafka has no call that lists them
         strategy = str(self.options.get("partition.assignment.strategy", ""))
         self._cooperative = "cooperative" in strategy
 
     def open(self) -> None:
-        """Create the consumer (auto commit off) and subscribe with rebalance callbacks."""
+        """Create the consumer (auto commit off), check the brokers answer, and subscribe.
+
+        Raises:
+            DeliveryError: no bootstrap server answered within ``bootstrap_timeout_ms``,
+                or the client could not be set up.
+        """
         ck = _ck()
         config = rdkafka_options(self.options, CONSUMER)
         config["enable.auto.commit"] = False
@@ -72,6 +90,20 @@ class ConfluentSource(KafkaSourceBase):
         config["enable.partition.eof"] = False
         try:
             self._consumer = ck.Consumer(config)
+        except ck.KafkaException as exc:
+            raise DeliveryError(f"{self.what}: cannot connect: {exc}") from None
+        try:
+            self._consumer.list_topics(self.topics[0], timeout=self.bootstrap_timeout_ms / 1000)
+        except ck.KafkaException as exc:
+            raise unreachable(
+                self.service.name,
+                self.options["bootstrap.servers"],
+                self.bootstrap_timeout_ms,
+                self.what,
+                _reason(exc),
+                self.logger,
+            ) from None
+        try:
             self._consumer.subscribe(
                 self.topics,
                 on_assign=self._on_assign,
@@ -79,11 +111,13 @@ class ConfluentSource(KafkaSourceBase):
                 on_lost=self._on_lost,
             )
         except ck.KafkaException as exc:
-            raise DeliveryError(f"kafka source {self.topics}: cannot connect: {exc}") from None
+            raise DeliveryError(f"{self.what}: cannot subscribe: {exc}") from None
 
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
+        tps = frozenset((p.topic, p.partition) for p in partitions)
+        before = self._assigned_now() if self._cooperative else set()
         self._seeks = {}
-        self._assigned([(p.topic, p.partition) for p in partitions])
+        self._apply(Rebalance(ASSIGNED, tps, frozenset(before | tps)))
         for p in partitions:
             offset = self._seeks.get((p.topic, p.partition))
             if offset is not None:
@@ -92,20 +126,73 @@ class ConfluentSource(KafkaSourceBase):
             consumer.incremental_assign(partitions)
         else:
             consumer.assign(partitions)
+        # whatever librdkafka kept of an earlier pause, start them as backpressure wants
+        if self._throttled:
+            consumer.pause(partitions)
+            self._paused |= tps
+        else:
+            consumer.resume(partitions)
+            self._paused -= tps
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
-        self._revoked([(p.topic, p.partition) for p in partitions])
-        if self._cooperative:
-            consumer.incremental_unassign(partitions)
-        else:
-            consumer.unassign()
+        self._unassign(consumer, partitions, REVOKED)
 
     def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
-        self._lost([(p.topic, p.partition) for p in partitions])
+        self._unassign(consumer, partitions, LOST)
+
+    def _unassign(self, consumer: Any, partitions: list[Any], kind: str) -> None:
+        tps = frozenset((p.topic, p.partition) for p in partitions)
+        after = self._assigned_now() - tps if self._cooperative else set()
+        self._apply(Rebalance(kind, tps, frozenset(after)))
         if self._cooperative:
             consumer.incremental_unassign(partitions)
         else:
             consumer.unassign()
+        self._paused -= tps
+
+    # client hooks --------------------------------------------------------------------
+
+    def _poll_events(self, timeout: float) -> list[Event]:
+        messages = self._consumer.consume(num_messages=self.max_records, timeout=timeout)
+        if not messages:
+            return []
+        by_partition: dict[TP, list[Any]] = {}
+        for m in messages:
+            error = m.error()
+            if error is not None:
+                if error.fatal():
+                    raise DeliveryError(f"{self.what}: {error.str()}")
+                self.logger.warning("kafka source: %s", error.str())
+                continue
+            by_partition.setdefault((m.topic(), m.partition()), []).append(m)
+        if not by_partition:
+            return []
+        part_done = self._in_flight.open(len(by_partition))
+        encoding = self.encoding
+        events: list[Event] = []
+        append = events.append
+        for (topic, partition), found in by_partition.items():
+            ack = self._chunk_ack((topic, partition), found[-1].offset(), len(found), part_done)
+            for m in found:
+                headers = m.headers()
+                value = m.value()
+                append(
+                    Event(
+                        value if value is not None else b"",
+                        encoding,
+                        attributes=header_attributes(headers) if headers else None,
+                        metadata={
+                            "topic": topic,
+                            "partition": partition,
+                            "offset": m.offset(),
+                            "timestamp": m.timestamp()[1],
+                            "key": m.key(),
+                            "headers": headers if headers else [],
+                        },
+                        ack=ack,
+                    )
+                )
+        return events
 
     def _commit_offsets(self, offsets: Mapping[TP, int]) -> None:
         ck = _ck()
@@ -114,8 +201,9 @@ class ConfluentSource(KafkaSourceBase):
             asynchronous=False,
         )
 
-    def _seek(self, tp: TP, offset: int) -> None:
+    def _seek(self, tp: TP, offset: int) -> bool:
         self._seeks[tp] = offset  # applied to the assignment in _on_assign
+        return True
 
     def _offsets_for_times(self, tps: list[TP], timestamp_ms: int) -> dict[TP, int | None]:
         ck = _ck()
@@ -129,53 +217,28 @@ class ConfluentSource(KafkaSourceBase):
         _, high = self._consumer.get_watermark_offsets(ck.TopicPartition(*tp), timeout=30)
         return int(high)
 
-    def run(self, emit: Emit, stopping: threading.Event) -> None:
-        """Consume; emit each result as one chunk; commit acknowledged offsets periodically."""
-        ck = _ck()
-        consumer, encoding, n = self._consumer, self.encoding, self.max_records
-        try:
-            while not stopping.is_set():
-                messages = consumer.consume(num_messages=n, timeout=0.1)
-                if messages:
-                    by_partition: dict[TP, list[Any]] = {}
-                    for m in messages:
-                        error = m.error()
-                        if error is not None:
-                            if error.fatal():
-                                raise DeliveryError(
-                                    f"kafka source {','.join(self.topics)}: {error.str()}"
-                                )
-                            self.logger.warning("kafka source: %s", error.str())
-                            continue
-                        by_partition.setdefault((m.topic(), m.partition()), []).append(m)
-                    events: list[Event] = []
-                    append = events.append
-                    for (topic, partition), found in by_partition.items():
-                        ack = self._chunk_ack((topic, partition), found[-1].offset(), len(found))
-                        for m in found:
-                            headers = m.headers()
-                            value = m.value()
-                            append(
-                                Event(
-                                    value if value is not None else b"",
-                                    encoding,
-                                    attributes=_header_attributes(headers) if headers else None,
-                                    metadata={
-                                        "topic": topic,
-                                        "partition": partition,
-                                        "offset": m.offset(),
-                                        "timestamp": m.timestamp()[1],
-                                        "key": m.key(),
-                                        "headers": headers if headers else [],
-                                    },
-                                    ack=ack,
-                                )
-                            )
-                    if events:
-                        emit(events)
-                self._commit_acknowledged()
-        except ck.KafkaException as exc:
-            raise DeliveryError(f"kafka source {','.join(self.topics)}: {exc}") from None
+    def _assigned_now(self) -> set[TP]:
+        return {(p.topic, p.partition) for p in self._consumer.assignment()}
+
+    def _paused_now(self) -> set[TP]:
+        return set(self._paused)
+
+    def _pause(self, tps: set[TP]) -> bool:
+        if tps:
+            ck = _ck()
+            self._consumer.pause([ck.TopicPartition(t, p) for t, p in tps])
+            self._paused |= tps
+        return True
+
+    def _resume(self, tps: set[TP]) -> bool:
+        if tps:
+            ck = _ck()
+            self._consumer.resume([ck.TopicPartition(t, p) for t, p in tps])
+            self._paused -= tps
+        return True
+
+    def _client_errors(self) -> tuple[type[Exception], ...]:
+        return (_ck().KafkaException,)
 
     def close(self) -> None:
         """Commit what is acknowledged, then leave the group."""
@@ -202,14 +265,32 @@ class ConfluentSink(KafkaSinkBase):
         self.stopping = ctx.stopping
 
     def open(self) -> None:
-        """Create the producer (``acks = all`` unless configured) and its callback thread."""
+        """Create the producer (``acks = all`` unless configured), check the brokers answer,
+        and start its callback thread.
+
+        Raises:
+            DeliveryError: no bootstrap server answered within ``bootstrap_timeout_ms``,
+                or the client could not be set up.
+        """
         ck = _ck()
         config = rdkafka_options(self.options, PRODUCER)
         config.setdefault("acks", "all")
         try:
-            self._producer = ck.Producer(config)
+            producer = ck.Producer(config)
         except ck.KafkaException as exc:
             raise DeliveryError(f"{self.what}: cannot connect: {exc}") from None
+        try:
+            producer.list_topics(self.topic, timeout=self.bootstrap_timeout_ms / 1000)
+        except ck.KafkaException as exc:
+            raise unreachable(
+                self.service_name,
+                self.servers,
+                self.bootstrap_timeout_ms,
+                self.what,
+                _reason(exc),
+                self.logger,
+            ) from None
+        self._producer = producer
         self._closing.clear()
         self._poller = threading.Thread(
             target=self._serve, name=f"mstream-kafka-{self.topic}", daemon=True
@@ -228,7 +309,7 @@ class ConfluentSink(KafkaSinkBase):
         messages = messages_of(producer, self.messages, batch, done, self.what)
         if messages is None:
             return
-        countdown = Completion(len(messages), done, self.what)
+        countdown = Completion(len(messages), self.pending.track(len(messages), done), self.what)
 
         per_event = self.one_per_event(batch)
         events = batch.events
@@ -254,7 +335,7 @@ class ConfluentSink(KafkaSinkBase):
                     except TypeError:  # header pairs the client refuses: normalized, once
                         if not headers:
                             raise
-                        headers = _normal_headers(headers)
+                        headers = normal_headers(headers)
                         produce(topic, value=value, key=key, headers=headers, on_delivery=report)
                     break
                 except BufferError:  # queue full: let deliveries drain, then retry
@@ -275,8 +356,19 @@ class ConfluentSink(KafkaSinkBase):
                     countdown.reject(events[i], reason)  # the others go on
                     break
 
-    def _release(self) -> None:
-        """Stop the delivery-callback thread."""
+    def _flush_within(self, seconds: float) -> bool:
+        return int(self._producer.flush(seconds)) == 0
+
+    def _release(self, abandon: bool) -> None:
+        """Stop the delivery-callback thread; ``abandon``: first fail what is still queued.
+
+        ``purge`` fails the queued and in-flight messages locally (their writes report
+        an error and are never acknowledged), so nothing waits for a broker that stopped
+        answering.
+        """
+        if abandon:
+            self._producer.purge()
+            self._producer.poll(0)  # serve the purged messages' delivery reports
         self._closing.set()
         if self._poller is not None:
             self._poller.join()
