@@ -373,8 +373,8 @@ def _parse_step(
             try:
                 options = dict(step_schema.load(extra))
             except ValidationError as exc:
-                known = base_keys | set(step_schema.fields)
-                messages = _explain_unknown(exc.messages, step_schema, known=known)
+                step_keys = base_keys | set(step_schema.fields)
+                messages = _explain_unknown(exc.messages, step_schema, known=step_keys)
                 problems.extend(flatten_errors(messages, path))
     step = StepConfig(
         service_name=raw["service_name"],
