@@ -370,6 +370,11 @@ class JobManager:
                     )
             plan = [(name, c, None) for name, c in file_jobs.items()]
         elif mode == "seed_from_file" or (mode == "keep" and not stored):
+            if mode == "keep" and file_jobs:
+                log.info(
+                    "startup_state = keep with an empty job store: the file's connectors "
+                    "seed it (the Rust original would start none of them)"
+                )
             plan = [(name, None, record) for name, record in stored.items()]
             plan += [(name, c, None) for name, c in file_jobs.items() if name not in stored]
         else:
