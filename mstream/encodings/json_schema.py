@@ -106,7 +106,7 @@ class JsonSchema:
             default, as in the original).
     """
 
-    __slots__ = ("_check", "_projects", "draft", "name", "raw")
+    __slots__ = ("_check", "_project", "draft", "name", "raw")
 
     def __init__(self, raw: Mapping[str, Any], *, name: str = "") -> None:
         """Compile ``raw``; prefer :meth:`parse`.
@@ -140,7 +140,7 @@ class JsonSchema:
             )
         except (fastjsonschema.JsonSchemaDefinitionException, ValueError, TypeError) as exc:
             raise self._bad(f"cannot compile it: {exc}") from None
-        self._projects = raw.get("type") in ("object", "array")
+        self._project = _projector(raw)
 
     @classmethod
     def parse(cls, definition: str | bytes | Mapping[str, Any], name: str = "") -> JsonSchema:
@@ -207,9 +207,16 @@ class JsonSchema:
             >>> s.project([{"a": 1, "b": 2}])
             [{'a': 1}]
         """
-        if not self._projects:
+        if self._project is None:
             return doc
-        return _project(doc, self.raw, "", self.name)
+        try:
+            return self._project(doc)
+        except _Mismatch as exc:
+            where = "/" + "/".join(reversed(exc.path)) if exc.path else "the document root"
+            raise SchemaValidationError(
+                f"schema {self.name!r}: at {where}: expected {exc.expected}, "
+                f"got {type(exc.value).__name__}"
+            ) from None
 
     def _bad(self, problem: str) -> ConfigError:
         return ConfigError(f"json schema {self.name!r}: {problem}")
@@ -313,37 +320,74 @@ def _check_projection(node: Any, where: str, bad: Callable[[str], ConfigError]) 
         _check_projection(node["items"], f"{where}/items", bad)
 
 
-def _project(value: Any, schema: Any, where: str, name: str) -> Any:
+class _Mismatch(Exception):
+    """A value the projection cannot follow; ``path`` is filled innermost key first."""
+
+    def __init__(self, expected: str, value: Any) -> None:
+        self.expected = expected
+        self.value = value
+        self.path: list[str] = []
+
+
+Projector = Callable[[Any], Any]
+
+
+def _projector(schema: Any) -> Projector | None:
+    """The original's projection for ``schema``, compiled once (``None``: keeps all).
+
+    Only ``"type": "object"`` (keep the ``properties`` keys) and ``"type": "array"``
+    (project each item with ``items``) project; any other node keeps its value.
+    """
     if not isinstance(schema, Mapping):
-        return value
+        return None
     kind = schema.get("type")
     if kind == "object":
-        if not isinstance(value, dict):
-            raise SchemaValidationError(
-                f"schema {name!r}: at {where or '/'}: expected an object, got {type(value).__name__}"
-            )
         props = schema["properties"]
-        out: dict[str, Any] = {}
-        changed = False
-        for key, item in value.items():
-            if key not in props:
-                changed = True
-                continue
-            projected = _project(item, props[key], f"{where}/{key}", name)
-            changed = changed or projected is not item
-            out[key] = projected
-        return out if changed else value
+        keys = frozenset(props)
+        children = [(k, c) for k, sub in props.items() if (c := _projector(sub)) is not None]
+
+        def project_object(value: Any) -> Any:
+            if not isinstance(value, dict):
+                raise _Mismatch("an object", value)
+            out = value if keys.issuperset(value) else {k: v for k, v in value.items() if k in keys}
+            for key, child in children:
+                if key in out:
+                    item = out[key]
+                    try:
+                        projected = child(item)
+                    except _Mismatch as exc:
+                        exc.path.append(str(key).replace("~", "~0").replace("/", "~1"))
+                        raise
+                    if projected is not item:
+                        if out is value:
+                            out = dict(value)
+                        out[key] = projected
+            return out
+
+        return project_object
     if kind == "array":
-        if not isinstance(value, list):
-            raise SchemaValidationError(
-                f"schema {name!r}: at {where or '/'}: expected an array, got {type(value).__name__}"
-            )
-        items = schema["items"]
-        projected_items = [_project(v, items, f"{where}/{i}", name) for i, v in enumerate(value)]
-        if all(p is v for p, v in zip(projected_items, value, strict=True)):
-            return value
-        return projected_items
-    return value
+        item_projector = _projector(schema["items"])
+
+        def project_array(value: Any) -> Any:
+            if not isinstance(value, list):
+                raise _Mismatch("an array", value)
+            if item_projector is None:
+                return value
+            out = value
+            for i, item in enumerate(value):
+                try:
+                    projected = item_projector(item)
+                except _Mismatch as exc:
+                    exc.path.append(str(i))
+                    raise
+                if projected is not item:
+                    if out is value:
+                        out = list(value)
+                    out[i] = projected
+            return out
+
+        return project_array
+    return None
 
 
 _PLAIN = (str, int, bool, type(None))
