@@ -27,7 +27,6 @@ from mstream.encodings.avro_plans import OBJECT_ID
 from mstream.encodings.codec import convert, decode, decode_batch, encode, encode_batch
 from mstream.encodings.json_schema import JsonSchema
 from mstream.encodings.schemas import (
-    SCHEMA_ENCODINGS,
     StepSchema,
     parse_schema,
     resolve_step_schemas,
@@ -37,7 +36,6 @@ from mstream.encodings.types import ENCODINGS, Encoding, check_encoding
 __all__ = [
     "ENCODINGS",
     "OBJECT_ID",
-    "SCHEMA_ENCODINGS",
     "AvroSchema",
     "Encoding",
     "JsonSchema",

@@ -273,8 +273,8 @@ class JsonSchema:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, JsonSchema) and other.raw == self.raw
 
-    def __hash__(self) -> int:
-        return hash(orjson.dumps(self.raw, option=orjson.OPT_SORT_KEYS))
+    def __hash__(self) -> int:  # equal schemas have equal drafts; raw may not be hashable
+        return hash(self.draft)
 
     def __repr__(self) -> str:
         return f"JsonSchema({self.name!r}, draft {self.draft})"

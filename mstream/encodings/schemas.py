@@ -19,13 +19,10 @@ from mstream.encodings.avro import AvroSchema
 from mstream.encodings.json_schema import JsonSchema
 from mstream.errors import ConfigError
 
-__all__ = ["SCHEMA_ENCODINGS", "StepSchema", "parse_schema", "resolve_step_schemas"]
+__all__ = ["StepSchema", "parse_schema", "resolve_step_schemas"]
 
 StepSchema: TypeAlias = AvroSchema | JsonSchema
 """What a ``schemas`` entry loads: an Avro schema or a JSON Schema."""
-
-SCHEMA_ENCODINGS = ("avro", "json")
-"""The ``encoding`` values of a schema entry (the original's ``Encoding`` minus ``bson``)."""
 
 
 def parse_schema(definition: str | bytes | dict[str, Any], encoding: str, name: str) -> StepSchema:
