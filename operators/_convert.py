@@ -159,6 +159,12 @@ def require_avro_schema(encoding: str | None, schema: StepSchema | None, what: s
 
     Raises:
         ConfigError: ``encoding`` is ``avro`` and ``schema`` a JSON Schema.
+
+    Example:
+        >>> require_avro_schema("avro", JsonSchema.parse("{}", name="j"), "output")
+        Traceback (most recent call last):
+        ...
+        mstream.errors.ConfigError: avro output needs an Avro schema; schema 'j' is a JSON Schema (set schema_id to an Avro schema on this step)
     """
     if encoding == "avro" and isinstance(schema, JsonSchema):
         raise ConfigError(

@@ -77,6 +77,14 @@ def not_acted_on(system: SystemConfig) -> list[str]:
 
 
 def log_not_acted_on(system: SystemConfig, logger: logging.Logger) -> None:
-    """Log :func:`not_acted_on`'s lines at INFO (once, when a job manager starts)."""
+    """Log :func:`not_acted_on`'s lines at INFO (once, when a job manager starts).
+
+    Example:
+        >>> import sys
+        >>> logger = logging.getLogger("compat-demo")
+        >>> logger.addHandler(logging.StreamHandler(sys.stdout)); logger.setLevel(logging.INFO)
+        >>> log_not_acted_on(SystemConfig(generate_encryption_key=True), logger)
+        system.generate_encryption_key: accepted, not acted on (the original ignores this key too (it has no such setting); both create the key file when it is missing, whatever this says)
+    """
     for line in not_acted_on(system):
         logger.info("%s", line)

@@ -781,9 +781,20 @@ def install_schema_collection(name: str | None) -> None:
 
     ``[system.schemas].resource`` (``None``: :data:`DEFAULT_SCHEMA_COLLECTION`). As in the
     original it is one setting for the whole process, installed by the job manager.
+
+    Example:
+        >>> install_schema_collection("team-schemas"); schema_collection()
+        'team-schemas'
+        >>> install_schema_collection(None); schema_collection()
+        'schemas'
     """
     global _schema_collection
     _schema_collection = name or DEFAULT_SCHEMA_COLLECTION
+
+
+def schema_collection() -> str:
+    """The collection the original's schema documents are looked up in now."""
+    return _schema_collection
 
 
 def load_schema(service: ServiceConfig, resource: str) -> StepSchema:
@@ -812,7 +823,7 @@ def load_schema(service: ServiceConfig, resource: str) -> StepSchema:
         query: list[dict[str, Any]] = [{"_id": schema_id}, {"schema_id": schema_id}]
         fields_used = ("schema_encoding", "schema_definition", "schema")
     else:
-        collection = _schema_collection
+        collection = schema_collection()
         query = [{"$or": [{"id": resource}, {"name": resource}]}]
         fields_used = ("encoding", "definition", "definition")
     check_collection(collection, "schema registry")
