@@ -36,6 +36,7 @@ setup(
         "orjson>=3.9",
         "prometheus-client>=0.20",
         "lupa>=2.0",
+        "fastjsonschema>=2.19",
     ],
     extras_require={
         "test": [

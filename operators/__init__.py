@@ -8,8 +8,8 @@ goes on; failures of a whole step (a transport error) go to ``on_error``.
 
 =============== =========================================================================
 ``batch``       group events into batches by count, flushing partial batches after a time
-``convert``     convert events to an encoding (decode / encode, Avro validation)
-``validate``    validate events against an Avro schema whatever their encoding
+``convert``     convert events to an encoding (decode / encode, schema validation)
+``validate``    validate events against a schema (Avro or JSON Schema), any encoding
 ``middleware``  pass batches through a middleware (HTTP service, script, Python function)
 ``deliver``     write to every sink; acknowledge when all sinks are done
 ``filter``      drop events for good, acknowledging them (unlike stock ``filter``)

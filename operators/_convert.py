@@ -7,23 +7,66 @@ from collections.abc import Callable
 from reactivex import Observable
 
 from mstream.core import Batch, Event
-from mstream.encodings import AvroSchema
-from mstream.errors import EventError
+from mstream.encodings import AvroSchema, JsonSchema, StepSchema, encode
+from mstream.errors import ConfigError, EventError, SchemaValidationError
 from mstream.providers.base import Reject
 
 from ._batchwise import map_each
 
 
+def apply_json_schema(events: list[Event], schema: JsonSchema, reject: Reject) -> list[Event]:
+    """What the original does with a JSON Schema at a step: validate, then project.
+
+    An event that reaches the step as JSON is validated; every event is then projected to
+    the schema's properties (see :mod:`mstream.encodings.json_schema`). An invalid event, an
+    Avro event (it needs an Avro schema) or one the projection cannot follow goes to
+    ``reject`` (stage ``validate``) with the path and the message.
+
+    Returns ``events`` itself when no event was rejected or changed.
+
+    Example:
+        >>> s = JsonSchema.parse({"type": "object", "required": ["age"],
+        ...     "properties": {"age": {"type": "integer"}}}, name="user")
+        >>> bad = []
+        >>> out = apply_json_schema([Event(b'{"age": 1, "pin": 7}', "json"),
+        ...     Event(b'{"age": "x"}', "json")], s, lambda e, r, st: bad.append((st, r)))
+        >>> [e.payload for e in out], bad
+        ([b'{"age":1}'], [('validate', "schema 'user': at /age: must be integer")])
+    """
+    out: list[Event] = []
+    changed = False
+    for event in events:
+        try:
+            if event.encoding == "avro":
+                raise SchemaValidationError(
+                    f"schema {schema.name!r} is a JSON Schema; an Avro event needs an Avro schema"
+                )
+            doc = event.doc
+            if event.encoding == "json":
+                schema.validate(doc)
+            projected = schema.project(doc)
+            if projected is not doc:
+                event = event.replace(payload=encode(projected, event.encoding), doc=projected)
+                changed = True
+        except EventError as exc:
+            reject(event, str(exc), exc.stage)
+            changed = True
+        else:
+            out.append(event)
+    return out if changed else events
+
+
 def convert_events(
     events: list[Event],
     encoding: str,
-    schema: AvroSchema | None,
+    schema: StepSchema | None,
     reject: Reject,
     *,
     verify: bool = False,
 ) -> list[Event]:
     """Convert each event to ``encoding`` (validating Avro); bad events go to ``reject``.
 
+    With a :class:`~mstream.encodings.JsonSchema`, :func:`apply_json_schema` runs first.
     With ``verify``, events already in ``encoding`` are decoded too (once; the document is
     cached), so an undecodable payload is caught here rather than passed on.
 
@@ -36,6 +79,9 @@ def convert_events(
         ...     verify=True), bad
         ([], ['decode'])
     """
+    if isinstance(schema, JsonSchema):
+        events = apply_json_schema(events, schema, reject)
+        schema = None
     if encoding != "avro" and all(e.encoding == encoding for e in events):
         if not verify:
             return events
@@ -61,8 +107,8 @@ def convert_events(
 def convert(
     encoding: str,
     reject: Reject,
-    schema: AvroSchema | None = None,
-    input_schema: AvroSchema | None = None,
+    schema: StepSchema | None = None,
+    input_schema: StepSchema | None = None,
     verify: bool = False,
 ) -> Callable[[Observable[Batch]], Observable[Batch]]:
     """Convert every event of each batch to ``encoding``.
@@ -73,8 +119,12 @@ def convert(
     Args:
         encoding: the target encoding (``json``, ``bson``, ``avro``).
         reject: ``reject(event, reason, stage)`` for bad events.
-        schema: the schema in force after this step (required for Avro output).
-        input_schema: the schema to read Avro input with, for events that carry none.
+        schema: the schema in force after this step (an Avro schema for Avro output; a
+            JSON Schema validates and projects, see :func:`apply_json_schema`).
+        input_schema: the Avro schema to read Avro input with, for events that carry none.
+
+    Raises:
+        ConfigError: Avro output with a JSON Schema.
         verify: decode events even when already in ``encoding`` (used right after the
             source, so undecodable input is dead-lettered there).
 
@@ -89,22 +139,45 @@ def convert(
         ([1], ['decode'])
     """
 
+    require_avro_schema(encoding, schema, "output")
+    reader = input_schema if isinstance(input_schema, AvroSchema) else None
+
     def step(batch: Batch) -> Batch:
         events = batch.events
-        if input_schema is not None:
+        if reader is not None:
             for event in events:
                 if event.schema is None and event.encoding == "avro":
-                    event.schema = input_schema
+                    event.schema = reader
         converted = convert_events(events, encoding, schema, reject, verify=verify)
         return batch if converted is events else batch.with_events(converted)
 
     return map_each(step)
 
 
+def require_avro_schema(encoding: str | None, schema: StepSchema | None, what: str) -> None:
+    """Refuse, when the pipeline is built, Avro that would have only a JSON Schema.
+
+    Raises:
+        ConfigError: ``encoding`` is ``avro`` and ``schema`` a JSON Schema.
+
+    Example:
+        >>> require_avro_schema("avro", JsonSchema.parse("{}", name="j"), "output")
+        Traceback (most recent call last):
+        ...
+        mstream.errors.ConfigError: avro output needs an Avro schema; schema 'j' is a JSON Schema (set schema_id to an Avro schema on this step)
+    """
+    if encoding == "avro" and isinstance(schema, JsonSchema):
+        raise ConfigError(
+            f"avro {what} needs an Avro schema; schema {schema.name!r} is a JSON Schema "
+            "(set schema_id to an Avro schema on this step)"
+        )
+
+
 def validate(
-    schema: AvroSchema, reject: Reject
+    schema: StepSchema, reject: Reject
 ) -> Callable[[Observable[Batch]], Observable[Batch]]:
-    """Validate every event's document against ``schema``, whatever its encoding.
+    """Validate every event's document against ``schema`` (Avro or JSON Schema), whatever
+    its encoding.
 
     Example:
         >>> import reactivex

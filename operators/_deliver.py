@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from reactivex import Observable, abc
 
 from mstream.core import Batch, ConnectorCounters, Event
-from mstream.encodings import AvroSchema
+from mstream.encodings import StepSchema
 from mstream.errors import DeliveryError, RejectedError
 from mstream.providers.base import Reject, Sink
 
-from ._convert import convert_events
+from ._convert import convert_events, require_avro_schema
 
 _POLL = 0.05
 """Seconds between checks for a failure while waiting for a free in-flight slot."""
@@ -26,13 +26,19 @@ class SinkTarget:
 
     ``position`` is the sink's index in its job (``sinks[i]`` in reasons) when it differs
     from its place in the targets given to :func:`deliver` (a replay to one sink).
+
+    Raises:
+        ConfigError: ``avro`` with a JSON Schema.
     """
 
     sink: Sink
     encoding: str
-    schema: AvroSchema | None = None
+    schema: StepSchema | None = None
     name: str = "sink"
     position: int | None = None
+
+    def __post_init__(self) -> None:
+        require_avro_schema(self.encoding, self.schema, f"output of {self.name}")
 
 
 class _Completion:

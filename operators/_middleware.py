@@ -7,11 +7,11 @@ from collections.abc import Callable
 from reactivex import Observable
 
 from mstream.core import Batch, ConnectorCounters, Event
-from mstream.encodings import AvroSchema
+from mstream.encodings import AvroSchema, StepSchema
 from mstream.providers.base import Middleware, Reject
 
 from ._batchwise import map_each
-from ._convert import convert_events
+from ._convert import convert_events, require_avro_schema
 
 
 def middleware(
@@ -19,7 +19,7 @@ def middleware(
     reject: Reject,
     *,
     input_encoding: str | None = None,
-    input_schema: AvroSchema | None = None,
+    input_schema: StepSchema | None = None,
     counters: ConnectorCounters | None = None,
 ) -> Callable[[Observable[Batch]], Observable[Batch]]:
     """Send each batch through ``step`` (an HTTP service, a script, a Python function).
@@ -27,7 +27,12 @@ def middleware(
     Events are first converted to the step's ``input_encoding``; what the step returns
     replaces the batch's events (fewer when it filters, more when it fans out). The batch
     keeps its source acknowledgements, so filtered events are acknowledged with it.
-    Transport failures of the step go to ``on_error``.
+    Transport failures of the step go to ``on_error``. ``input_schema`` reads Avro input;
+    a JSON Schema in force is not applied to what the step is sent (as in the original, it
+    applies to what each step outputs).
+
+    Raises:
+        ConfigError: ``input_encoding`` is ``avro`` and ``input_schema`` a JSON Schema.
 
     Example:
         >>> import reactivex
@@ -42,10 +47,14 @@ def middleware(
         ['A']
     """
 
+    require_avro_schema(input_encoding, input_schema, "input of a middleware")
+    # a JSON Schema applies to what a step outputs, not to what a middleware is sent
+    reader = input_schema if isinstance(input_schema, AvroSchema) else None
+
     def run(batch: Batch) -> Batch:
         events = batch.events
         if input_encoding is not None:
-            events = convert_events(events, input_encoding, input_schema, reject)
+            events = convert_events(events, input_encoding, reader, reject)
         rejected = 0
 
         def counting_reject(event: Event, reason: str, stage: str) -> None:

@@ -95,7 +95,10 @@ sinks = [{ service_name = "gen", output_encoding = "json" }]
     found = [p.split(": ", 1)[1] for p in problems(tmp_path, text)]
     assert "services[0].count: expected integer" in found
     assert any(
-        p.startswith("services[0].colour: unknown field (known for provider 'generator'")
+        p.startswith(
+            "services[0].colour: unknown field (the Rust original ignores unknown keys; "
+            "remove it or check its spelling; known for provider 'generator': "
+        )
         for p in found
     )
     assert any(

@@ -32,7 +32,7 @@ from bson import Decimal128, Int64, ObjectId, Timestamp
 from mstream.config import parse_config
 from mstream.config.model import ServiceConfig, StepConfig
 from mstream.core import Event
-from mstream.encodings import AvroSchema, decode
+from mstream.encodings import AvroSchema, JsonSchema, decode
 from mstream.errors import ConfigError, DeliveryError
 from mstream.providers import get_provider
 from mstream.providers.base import StepContext
@@ -578,6 +578,7 @@ def test_avro_schema_from_a_collection(
             },
             {"_id": "embedded", "schema_definition": AVRO_SCHEMA},
             {"_id": "json-schema", "schema_encoding": "json", "schema_definition": "{}"},
+            {"_id": "bson", "schema_encoding": "bson", "schema_definition": "{}"},
         ]
     )
     write_lines(tmp_path / "in.jsonl", [{"n": i, "name": f"item-{i}"} for i in range(5)])
@@ -606,10 +607,11 @@ def test_avro_schema_from_a_collection(
     assert loader is not None
     svc = parse_config({"services": [mongo_service(mongodb_uri)]}).services[0]
     assert loader(svc, f"{schemas}/embedded") == schema
+    assert loader(svc, f"{schemas}/json-schema") == JsonSchema.parse("{}")
     for resource, expected in [
-        (schemas, "'<collection>/<schema_id>'"),
+        (f"{schemas}/", "'<collection>/<schema_id>'"),
         (f"{schemas}/missing", "no document with _id or schema_id 'missing'"),
-        (f"{schemas}/json-schema", "only avro is supported"),
+        (f"{schemas}/bson", "encoding 'bson' is not a schema language"),
     ]:
         with pytest.raises(ConfigError, match=expected):
             loader(svc, resource)

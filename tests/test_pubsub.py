@@ -174,7 +174,11 @@ def stop(c: Connector) -> None:
 @pytest.mark.parametrize(
     ("service", "expected"),
     [
-        ({"topic": "x"}, "services[0].topic: unknown field (known for provider 'pubsub':"),
+        (
+            {"topic": "x"},
+            "services[0].topic: unknown field (the Rust original ignores unknown keys; remove "
+            "it or check its spelling; known for provider 'pubsub':",
+        ),
         ({"project_id": None}, "services[0].project_id: "),
         ({"auth": {"kind": "oauth"}}, "services[0].auth.kind: must be service_account or"),
         ({"auth": {"kind": "static_token"}}, "services[0].auth.env_token_name: required when"),
@@ -184,7 +188,8 @@ def stop(c: Connector) -> None:
         ),
         (
             {"auth": {"kind": "service_account", "account_key_path": "k", "extra": 1}},
-            "services[0].auth.extra: unknown field",
+            "services[0].auth.extra: unknown field (the Rust original ignores unknown keys; "
+            "remove it or check its spelling; known: account_key_path, env_token_name, kind)",
         ),
         ({"max_outstanding_messages": 0}, "services[0].max_outstanding_messages: must be"),
         ({"publish_max_pending_bytes": 1000}, "services[0].publish_max_pending_bytes: must be"),

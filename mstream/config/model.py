@@ -52,7 +52,7 @@ class StepConfig:
 
 @dataclass(frozen=True)
 class SchemaRef:
-    """Where an Avro schema comes from: ``resource`` of service ``service_name``."""
+    """Where a schema (Avro or JSON Schema) comes from: ``resource`` of ``service_name``."""
 
     id: str
     service_name: str
@@ -152,8 +152,22 @@ class StoreRef:
 
 
 @dataclass(frozen=True)
+class LogsConfig:
+    """``[system.logs]``: the original's log buffer (accepted, not acted on)."""
+
+    buffer_capacity: int
+    stream_preload_count: int
+
+
+@dataclass(frozen=True)
 class SystemConfig:
-    """The ``[system]`` table."""
+    """The ``[system]`` table.
+
+    ``schemas`` names the collection that MongoDB schema references in the original's form
+    are looked up in; ``test_suites``, ``workspaces``, ``logs`` and
+    ``generate_encryption_key`` are the original's keys, kept (``None`` when absent) but
+    not acted on (see :mod:`mstream.config.compat`).
+    """
 
     encryption_key_path: str = "./mstream.key"
     data_dir: str = "./mstream-data"
@@ -163,6 +177,11 @@ class SystemConfig:
     service_lifecycle: StoreRef | None = None
     file_roots: tuple[str, ...] | None = None
     http_allowed_hosts: tuple[str, ...] = ()
+    schemas: StoreRef | None = None
+    test_suites: StoreRef | None = None
+    workspaces: StoreRef | None = None
+    logs: LogsConfig | None = None
+    generate_encryption_key: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -23,15 +23,17 @@ Example:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
+from mstream.config.compat import UNKNOWN_KEY_HINT
 from mstream.config.model import (
     BatchConfig,
     ConnectorConfig,
     DeadLetterConfig,
+    LogsConfig,
     SchemaRef,
     ServiceConfig,
     StepConfig,
@@ -178,8 +180,28 @@ class JobLifecycleSchema(StrictSchema):
     )
 
 
+class LogsSchema(StrictSchema):
+    """``[system.logs]``: the original's log buffer (accepted, not acted on)."""
+
+    buffer_capacity = fields.Integer(
+        load_default=10000,
+        strict=True,
+        validate=validate.Range(min=0, error="must be at least 0"),
+    )
+    stream_preload_count = fields.Integer(
+        load_default=100,
+        strict=True,
+        validate=validate.Range(min=0, error="must be at least 0"),
+    )
+
+
 class SystemSchema(StrictSchema):
-    """The ``[system]`` table."""
+    """The ``[system]`` table.
+
+    ``schemas``, ``test_suites``, ``workspaces``, ``logs`` and ``generate_encryption_key``
+    are the original's keys (see :mod:`mstream.config.compat`): ``schemas.resource`` is
+    the collection of the original's schema documents, the rest is accepted, not acted on.
+    """
 
     encryption_key_path = fields.String(load_default="./mstream.key")
     data_dir = fields.String(load_default="./mstream-data")
@@ -190,6 +212,11 @@ class SystemSchema(StrictSchema):
     checkpoints = fields.Nested(StoreRefSchema, load_default=None)
     job_lifecycle = fields.Nested(JobLifecycleSchema, load_default=None)
     service_lifecycle = fields.Nested(StoreRefSchema, load_default=None)
+    schemas = fields.Nested(StoreRefSchema, load_default=None)
+    test_suites = fields.Nested(StoreRefSchema, load_default=None)
+    workspaces = fields.Nested(StoreRefSchema, load_default=None)
+    logs = fields.Nested(LogsSchema, load_default=None)
+    generate_encryption_key = fields.Boolean(load_default=None)
 
 
 class FileSchema(StrictSchema):
@@ -232,8 +259,45 @@ def flatten_errors(messages: Any, prefix: str = "") -> list[str]:
     return lines
 
 
-def _known_fields(schema: Schema) -> str:
-    return ", ".join(sorted(schema.fields))
+def unknown_field(known: Any, label: str = "known") -> str:
+    """The message for an unknown key: what the original would do, and the known keys.
+
+    Example:
+        >>> unknown_field(["name", "provider"])
+        'unknown field (the Rust original ignores unknown keys; remove it or check its spelling; known: name, provider)'
+    """
+    return f"unknown field ({UNKNOWN_KEY_HINT}; {label}: {', '.join(sorted(known))})"
+
+
+def _nested_schema(schema: Schema, key: str) -> Schema | None:
+    field = schema.fields.get(key)
+    while isinstance(field, fields.List):
+        field = field.inner
+    if isinstance(field, fields.Nested) and isinstance(field.schema, Schema):
+        return field.schema
+    return None
+
+
+def _explain_unknown(
+    messages: Any,
+    schema: Schema | None,
+    label: str = "known",
+    known: Collection[str] | None = None,
+) -> Any:
+    """marshmallow's error dict with each ``Unknown field.`` replaced by :func:`unknown_field`
+    naming the keys known where it was found (nested tables included; ``known`` overrides
+    the top level's)."""
+    if not isinstance(messages, Mapping) or schema is None:
+        return messages
+    out: dict[Any, Any] = {}
+    for key, value in messages.items():
+        if isinstance(key, int):  # an item of a list of tables: the same schema
+            out[key] = _explain_unknown(value, schema, label, known)
+        elif value == ["Unknown field."]:
+            out[key] = [unknown_field(schema.fields if known is None else known, label)]
+        else:
+            out[key] = _explain_unknown(value, _nested_schema(schema, key))
+    return out
 
 
 def _load(schema: Schema, raw: Any, path: str) -> dict[str, Any]:
@@ -242,15 +306,7 @@ def _load(schema: Schema, raw: Any, path: str) -> dict[str, Any]:
     try:
         return dict(schema.load(raw))
     except ValidationError as exc:
-        lines = flatten_errors(exc.messages, path)
-        if any(line.endswith(": unknown field") for line in lines):
-            lines = [
-                f"{line} (known: {_known_fields(schema)})"
-                if line.endswith(": unknown field")
-                else line
-                for line in lines
-            ]
-        raise ConfigError(lines) from None
+        raise ConfigError(flatten_errors(_explain_unknown(exc.messages, schema), path)) from None
 
 
 def _path(prefix: str, key: str) -> str:
@@ -275,14 +331,9 @@ def parse_service(raw: Any, path: str = "") -> ServiceConfig:
     try:
         loaded = dict(provider_schema.load(options))
     except ValidationError as exc:
-        lines = flatten_errors(exc.messages, path)
-        lines = [
-            f"{line} (known for provider {spec.name!r}: {_known_fields(provider_schema)})"
-            if line.endswith(": unknown field")
-            else line
-            for line in lines
-        ]
-        raise ConfigError(lines) from None
+        label = f"known for provider {spec.name!r}"
+        messages = _explain_unknown(exc.messages, provider_schema, label)
+        raise ConfigError(flatten_errors(messages, path)) from None
     return ServiceConfig(name=head["name"], provider=spec.name, options=loaded)
 
 
@@ -316,14 +367,15 @@ def _parse_step(
     if extra:
         if spec.step_options is None:
             for key in sorted(extra):
-                problems.append(
-                    f"{path}.{key}: unknown field (known: {', '.join(sorted(base_keys))})"
-                )
+                problems.append(f"{path}.{key}: {unknown_field(base_keys)}")
         else:
+            step_schema = spec.step_options()
             try:
-                options = dict(spec.step_options().load(extra))
+                options = dict(step_schema.load(extra))
             except ValidationError as exc:
-                problems.extend(flatten_errors(exc.messages, path))
+                step_keys = base_keys | set(step_schema.fields)
+                messages = _explain_unknown(exc.messages, step_schema, known=step_keys)
+                problems.extend(flatten_errors(messages, path))
     step = StepConfig(
         service_name=raw["service_name"],
         resource=raw.get("resource") or "",
@@ -454,7 +506,7 @@ def parse_system(
     data = _load(SystemSchema(), raw or {}, path)
     problems: list[str] = []
     refs: dict[str, StoreRef | None] = {}
-    for key in ("checkpoints", "service_lifecycle"):
+    for key in ("checkpoints", "service_lifecycle", "schemas", "test_suites", "workspaces"):
         ref = data[key]
         refs[key] = StoreRef(**ref) if ref else None
     lifecycle = data["job_lifecycle"] or {"startup_state": "seed_from_file"}
@@ -484,6 +536,11 @@ def parse_system(
         service_lifecycle=refs["service_lifecycle"],
         file_roots=tuple(data["file_roots"]) if data["file_roots"] is not None else None,
         http_allowed_hosts=tuple(data["http_allowed_hosts"]),
+        schemas=refs["schemas"],
+        test_suites=refs["test_suites"],
+        workspaces=refs["workspaces"],
+        logs=LogsConfig(**data["logs"]) if data["logs"] is not None else None,
+        generate_encryption_key=data["generate_encryption_key"],
     )
 
 

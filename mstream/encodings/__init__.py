@@ -7,8 +7,10 @@ Modules:
     bsoncodec: BSON documents.
     avro_plans: per-schema compiled validation / coercion plans for Avro.
     avro: :class:`AvroSchema` and schemaless Avro payloads.
+    json_schema: :class:`JsonSchema` (``encoding = "json"`` schema entries).
     codec: :func:`decode`, :func:`encode`, :func:`convert` and the batch functions.
-    schemas: schema inheritance across the steps of a connector.
+    schemas: :data:`StepSchema`, :func:`parse_schema` and schema inheritance across the
+        steps of a connector.
 
 Example:
     >>> from bson import ObjectId
@@ -24,7 +26,12 @@ Example:
 from mstream.encodings.avro import AvroSchema
 from mstream.encodings.avro_plans import OBJECT_ID
 from mstream.encodings.codec import convert, decode, decode_batch, encode, encode_batch
-from mstream.encodings.schemas import resolve_step_schemas
+from mstream.encodings.json_schema import JsonSchema
+from mstream.encodings.schemas import (
+    StepSchema,
+    parse_schema,
+    resolve_step_schemas,
+)
 from mstream.encodings.types import ENCODINGS, Encoding, check_encoding
 
 __all__ = [
@@ -32,11 +39,14 @@ __all__ = [
     "OBJECT_ID",
     "AvroSchema",
     "Encoding",
+    "JsonSchema",
+    "StepSchema",
     "check_encoding",
     "convert",
     "decode",
     "decode_batch",
     "encode",
     "encode_batch",
+    "parse_schema",
     "resolve_step_schemas",
 ]

@@ -31,7 +31,7 @@ from mstream.core import Batch, ConnectorCounters, Event
 
 if TYPE_CHECKING:
     from mstream.config.model import ServiceConfig, StepConfig
-    from mstream.encodings import AvroSchema
+    from mstream.encodings import StepSchema
 
 Emit = Callable[[list[Event]], None]
 Done = Callable[[BaseException | None], None]
@@ -161,7 +161,7 @@ class Middleware(ABC):
 SourceFactory = Callable[["ServiceConfig", "StepConfig", StepContext], Source]
 SinkFactory = Callable[["ServiceConfig", "StepConfig", StepContext], Sink]
 MiddlewareFactory = Callable[["ServiceConfig", "StepConfig", StepContext], Middleware]
-SchemaLoader = Callable[["ServiceConfig", str], "AvroSchema"]
+SchemaLoader = Callable[["ServiceConfig", str], "StepSchema"]
 
 
 @dataclass(frozen=True)
@@ -174,7 +174,7 @@ class ProviderSpec:
             ``name`` and ``provider``); unknown keys are rejected by it.
         secret_fields: option names whose values are masked in responses and logs.
         source / sink / middleware: factories for the roles the provider supports.
-        schema_loader: loads an Avro schema named by ``resource`` from this service.
+        schema_loader: loads the schema (Avro or JSON Schema) named by ``resource``.
         step_options: marshmallow schema of extra keys a step of this provider accepts.
         needs_resource: whether steps must name a ``resource``.
     """

@@ -43,10 +43,10 @@ redelivery of an event after a restart); a duplicate with different content is
 dead-lettered. Documents without ``_id`` get an ``ObjectId`` before the first attempt, so a
 retried write does not insert them twice.
 
-Schema registry: a ``schemas`` entry whose service is a MongoDB service reads
-``resource = "<collection>/<schema_id>"``: the document whose ``_id`` (or ``schema_id``) is
-``<schema_id>``; its ``schema_definition`` (or ``schema``) field holds the Avro schema, as a
-JSON string or an embedded document.
+Schema registry: a ``schemas`` entry whose service is a MongoDB service names a schema
+document (Avro or JSON Schema), in the original's form (``resource = "<id or name>"``,
+looked up in the ``schemas`` collection or ``[system.schemas].resource``) or in mstream's
+(``resource = "<collection>/<schema_id>"``); see :func:`load_schema`.
 
 Example:
     >>> from mstream.config import parse_service
@@ -58,7 +58,7 @@ Example:
     ...     parse_service({"name": "m", "provider": "mongodb", "connection_string":
     ...         "mongodb://h", "db_name": "app", "write_mod": "replace"}, "services[0]")
     ... except Exception as exc:
-    ...     print(str(exc).split(" (known")[0])
+    ...     print(str(exc).split(" (")[0])
     services[0].write_mod: unknown field
 """
 
@@ -92,7 +92,7 @@ from pymongo.errors import (
 
 from mstream.config.model import ServiceConfig, StepConfig
 from mstream.core import Batch, Event, PositionTracker
-from mstream.encodings import AvroSchema
+from mstream.encodings import StepSchema, parse_schema
 from mstream.encodings.bsoncodec import DECODE_OPTIONS, decode_bson, encode_bson
 from mstream.errors import ConfigError, DeliveryError, EventError, RejectedError
 from mstream.providers.base import Emit, ProviderSpec, Source, StepContext, SyncSink
@@ -770,51 +770,93 @@ class MongoSink(SyncSink):
 
 # -- schema registry -------------------------------------------------------------------
 
+DEFAULT_SCHEMA_COLLECTION = "schemas"
+"""Where schema documents in the original's form are looked up without ``[system.schemas]``."""
 
-def load_schema(service: ServiceConfig, resource: str) -> AvroSchema:
-    """Read an Avro schema stored in a collection: ``resource = "<collection>/<schema_id>"``.
+_schema_collection = DEFAULT_SCHEMA_COLLECTION
 
-    The document is found by ``_id`` then by ``schema_id``; the schema is its
-    ``schema_definition`` (or ``schema``) field, a JSON string or an embedded document.
+
+def install_schema_collection(name: str | None) -> None:
+    """Set the collection of the original's schema documents for every MongoDB service.
+
+    ``[system.schemas].resource`` (``None``: :data:`DEFAULT_SCHEMA_COLLECTION`). As in the
+    original it is one setting for the whole process, installed by the job manager.
+
+    Example:
+        >>> install_schema_collection("team-schemas"); schema_collection()
+        'team-schemas'
+        >>> install_schema_collection(None); schema_collection()
+        'schemas'
+    """
+    global _schema_collection
+    _schema_collection = name or DEFAULT_SCHEMA_COLLECTION
+
+
+def schema_collection() -> str:
+    """The collection the original's schema documents are looked up in now."""
+    return _schema_collection
+
+
+def load_schema(service: ServiceConfig, resource: str) -> StepSchema:
+    """Read a schema stored in a collection, in either of two forms.
+
+    * The original's: ``resource = "<schema id or name>"`` (no ``/``). The document in the
+      ``schemas`` collection (or ``[system.schemas].resource``) whose ``id`` or ``name`` is
+      ``resource``; its ``encoding`` (``avro`` or ``json``) says what its ``definition``
+      (a JSON string, or an embedded document) is.
+    * mstream's: ``resource = "<collection>/<schema id>"``. The document whose ``_id`` (or
+      ``schema_id``) is the id; ``schema_definition`` (or ``schema``) holds the schema,
+      ``schema_encoding`` is ``avro`` (the default) or ``json``.
 
     Raises:
-        ConfigError: a malformed resource, no such document, or not an Avro schema.
+        ConfigError: no such document, or not a usable schema.
         DeliveryError: the server is unreachable.
     """
-    collection, _, schema_id = resource.partition("/")
-    if not collection or not schema_id:
-        raise ConfigError(
-            f"schema {resource!r} of service {service.name!r}: a mongodb schema resource is "
-            "'<collection>/<schema_id>'"
-        )
+    where = f"schema {resource!r} of service {service.name!r}"
+    collection, slash, schema_id = resource.partition("/")
+    if slash:
+        if not collection or not schema_id:
+            raise ConfigError(
+                f"{where}: a mongodb schema resource is '<schema id>' (the original's schema "
+                "documents) or '<collection>/<schema_id>'"
+            )
+        query: list[dict[str, Any]] = [{"_id": schema_id}, {"schema_id": schema_id}]
+        fields_used = ("schema_encoding", "schema_definition", "schema")
+    else:
+        collection = schema_collection()
+        query = [{"$or": [{"id": resource}, {"name": resource}]}]
+        fields_used = ("encoding", "definition", "definition")
     check_collection(collection, "schema registry")
     client = _client(service, None)
     try:
         coll = client[service.options["db_name"]].get_collection(
             collection, codec_options=DECODE_OPTIONS
         )
-        doc = coll.find_one({"_id": schema_id}) or coll.find_one({"schema_id": schema_id})
+        doc = next((found for q in query if (found := coll.find_one(q)) is not None), None)
     except PyMongoError as exc:
-        raise _transport(f"schema {resource!r} of service {service.name!r}", exc) from None
+        raise _transport(where, exc) from None
     finally:
         client.close()
-    where = f"schema {resource!r} of service {service.name!r}"
     if doc is None:
+        keys = "_id or schema_id" if slash else "id or name"
         raise ConfigError(
-            f"{where}: no document with _id or schema_id {schema_id!r} in {collection!r}"
+            f"{where}: no document with {keys} {schema_id or resource!r} in {collection!r}"
         )
-    encoding = doc.get("schema_encoding")
-    if encoding is not None and str(encoding).lower() != "avro":
-        raise ConfigError(f"{where}: schema_encoding is {encoding!r}; only avro is supported")
-    definition = doc.get("schema_definition", doc.get("schema"))
+    encoding_key, definition_key, fallback_key = fields_used
+    encoding = doc.get(encoding_key, "avro" if slash else None)
+    if not isinstance(encoding, str):
+        raise ConfigError(
+            f"{where}: the document has no {encoding_key!r} field (expected avro or json)"
+        )
+    definition = doc.get(definition_key, doc.get(fallback_key))
     if definition is None:
-        raise ConfigError(f"{where}: the document has no schema_definition (or schema) field")
-    if isinstance(definition, str | bytes | dict):
-        return AvroSchema.parse(definition, name=resource)
-    raise ConfigError(
-        f"{where}: schema_definition must be a JSON string or a document, "
-        f"got {type(definition).__name__}"
-    )
+        raise ConfigError(f"{where}: the document has no {definition_key!r} field")
+    if not isinstance(definition, str | bytes | dict):
+        raise ConfigError(
+            f"{where}: {definition_key!r} must be a JSON string or a document, "
+            f"got {type(definition).__name__}"
+        )
+    return parse_schema(definition, encoding.lower(), resource)
 
 
 PROVIDER = ProviderSpec(

@@ -62,7 +62,7 @@ from mstream import operators as ops
 from mstream.config.model import ConnectorConfig, ServiceConfig, StepConfig
 from mstream.core import Batch, ConnectorCounters, Event
 from mstream.core.source_time import source_time
-from mstream.encodings import AvroSchema
+from mstream.encodings import StepSchema
 from mstream.errors import ConfigError, DeliveryError, MstreamError
 from mstream.providers import get_provider
 from mstream.providers.base import Middleware, Sink, Source, StepContext
@@ -165,8 +165,8 @@ def source_observable(
 
 
 def _schema_for(
-    step: StepConfig, inherited: AvroSchema | None, schemas: Mapping[str, AvroSchema]
-) -> AvroSchema | None:
+    step: StepConfig, inherited: StepSchema | None, schemas: Mapping[str, StepSchema]
+) -> StepSchema | None:
     return schemas[step.schema_id] if step.schema_id else inherited
 
 
@@ -461,8 +461,8 @@ class Connector:
             logger=self.logger,
         )
 
-    def _load_schemas(self) -> dict[str, AvroSchema]:
-        schemas: dict[str, AvroSchema] = {}
+    def _load_schemas(self) -> dict[str, StepSchema]:
+        schemas: dict[str, StepSchema] = {}
         for ref in self.config.schemas:
             service = self._service(ref.service_name)
             loader = get_provider(service.provider).schema_loader

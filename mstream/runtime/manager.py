@@ -66,10 +66,12 @@ from typing import Any
 
 from tornado.locks import Condition
 
+from mstream.config.compat import log_not_acted_on
 from mstream.config.model import Config, ConnectorConfig, ServiceConfig
 from mstream.config.schema import parse_connector, parse_service
 from mstream.core import ConnectorCounters
 from mstream.errors import ConfigError, ConflictError, MstreamError, NotFoundError
+from mstream.providers.mongodb import install_schema_collection
 from mstream.registry import ServiceRegistry
 from mstream.runtime.admission import check_files, check_service
 from mstream.runtime.broken import BrokenJob
@@ -113,6 +115,9 @@ class JobManager:
         max_restarts: restarts after transport failures before a job is marked failed.
         start_timeout: seconds a job's run may take to open its steps before the start
             watchdog fails it.
+
+    Building one installs ``[system.schemas].resource`` as the collection of the original's
+    schema documents and logs, once, the ``[system]`` keys accepted but not acted on.
     """
 
     def __init__(
@@ -127,6 +132,9 @@ class JobManager:
         start_timeout: float = 60.0,
     ) -> None:
         self.config = config
+        schemas = config.system.schemas
+        install_schema_collection(schemas.resource if schemas is not None else None)
+        log_not_acted_on(config.system, log)
         self.control = control if control is not None else ControlLoop()
         self.max_restarts = max_restarts
         self.start_timeout = start_timeout
@@ -369,6 +377,11 @@ class JobManager:
                     )
             plan = [(name, c, None) for name, c in file_jobs.items()]
         elif mode == "seed_from_file" or (mode == "keep" and not stored):
+            if mode == "keep" and file_jobs:
+                log.info(
+                    "startup_state = keep with an empty job store: the file's connectors "
+                    "seed it (the Rust original would start none of them)"
+                )
             plan = [(name, None, record) for name, record in stored.items()]
             plan += [(name, c, None) for name, c in file_jobs.items() if name not in stored]
         else:

@@ -26,21 +26,18 @@ import base64
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import reactivex
 
 from mstream import operators as ops
-from mstream.config.model import StepConfig
 from mstream.core import Batch, ConnectorCounters, Event
-from mstream.encodings import AvroSchema, encode
+from mstream.encodings import StepSchema, encode
 from mstream.errors import ConfigError, MstreamError
 from mstream.providers import get_provider
 from mstream.providers.base import Middleware, Sink
+from mstream.runtime.connector import Connector, _schema_for
 from mstream.runtime.dead_letter import DeadLetterRouter
-
-if TYPE_CHECKING:
-    from mstream.runtime.connector import Connector
 
 REPLAY_TIMEOUT = 120.0
 """Seconds a replay run may take before it is abandoned (its records stay kept)."""
@@ -131,7 +128,7 @@ def _replay_step(
     opened: list[Sink | Middleware] = []
     try:
         pipeline: list[Any] = []
-        current: AvroSchema | None = _schema(cfg.source, None, schemas)
+        current: StepSchema | None = _schema_for(cfg.source, None, schemas)
         first_middleware, sinks = _plan(step, len(cfg.middlewares), len(cfg.sinks))
         if step == "source":
             pipeline.append(
@@ -145,7 +142,7 @@ def _replay_step(
             )
         for i, mw_step in enumerate(cfg.middlewares):
             input_schema = current
-            current = _schema(mw_step, current, schemas)
+            current = _schema_for(mw_step, current, schemas)
             if first_middleware is None or i < first_middleware:
                 continue
             resumes_at_output = step == f"middlewares[{i}].output"
@@ -184,7 +181,7 @@ def _replay_step(
                 ops.SinkTarget(
                     sink,
                     sink_step.output_encoding,
-                    _schema(sink_step, current, schemas),
+                    _schema_for(sink_step, current, schemas),
                     sink_step.service_name,
                     position=i,
                 )
@@ -251,9 +248,3 @@ def _plan(step: str, middlewares: int, sinks: int) -> tuple[int | None, list[int
         if step == f"sinks[{i}]":
             return None, [i]
     raise ConfigError(f"step: the job has no step {step!r} (its definition changed?)")
-
-
-def _schema(
-    step: StepConfig, inherited: AvroSchema | None, schemas: Mapping[str, AvroSchema]
-) -> AvroSchema | None:
-    return schemas[step.schema_id] if step.schema_id else inherited
