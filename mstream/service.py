@@ -238,7 +238,7 @@ class Service:
             self.stores.close()
             raise
         self._log_filter = SecretLogFilter(self.registry)
-        self.logs = LogBuffer()
+        self.logs = LogBuffer(self.config.system.logs.buffer_capacity)
         logging.getLogger().addHandler(self.logs)  # before the filter: it masks this one too
         for handler in logging.getLogger().handlers:
             handler.addFilter(self._log_filter)
@@ -259,6 +259,7 @@ class Service:
                 max_body_size=opts.max_body_size,
                 stop_timeout=opts.stop_timeout,
                 logs=self.logs,
+                logs_preload=self.config.system.logs.stream_preload_count,
             )
             try:
                 self.server, self.port = start_server(make_app(ctx), opts.api_host, opts.api_port)

@@ -12,18 +12,22 @@ not to be acted on. What differs:
   where the original would try to connect to the literal text) and reports every unset
   variable, also in ``mstream validate``.
 
-``[system]`` sections that mstream accepts but does not act on yet (:data:`NOT_ACTED_ON`)
+``[system.logs]`` sizes the log buffer behind ``GET /logs`` as in the original.
+``[system]`` sections that mstream accepts but treats differently (:data:`NOT_ACTED_ON`)
 are logged once at INFO when a job manager starts, so a migrated config is never silently
 half-read.
 
 Example:
     >>> from mstream.config import parse_config
-    >>> cfg = parse_config({"system": {"logs": {"buffer_capacity": 500}}})
+    >>> cfg = parse_config({"system": {"logs": {"buffer_capacity": 500},
+    ...     "workspaces": {"service_name": "db", "resource": "ws"}},
+    ...     "services": [{"name": "db", "provider": "mongodb",
+    ...                   "connection_string": "mongodb://h", "db_name": "d"}]})
     >>> cfg.system.logs
     LogsConfig(buffer_capacity=500, stream_preload_count=100)
     >>> for line in not_acted_on(cfg.system):
     ...     print(line)
-    system.logs: accepted, not acted on (the original's in-memory log buffer behind GET /logs and /logs/stream; mstream has no /logs endpoints yet and writes its logs to stderr)
+    system.workspaces: accepted, differs (the original keeps workspaces in this MongoDB collection; mstream keeps them in its own state store, the embedded SQLite file)
 """
 
 from __future__ import annotations
@@ -36,24 +40,20 @@ UNKNOWN_KEY_HINT = "the Rust original ignores unknown keys; remove it or check i
 """Said with every unknown-key error."""
 
 NOT_ACTED_ON: dict[str, str] = {
-    "logs": (
-        "the original's in-memory log buffer behind GET /logs and /logs/stream; mstream has "
-        "no /logs endpoints yet and writes its logs to stderr"
-    ),
     "workspaces": (
-        "where the original's Transform Studio keeps workspaces (GET/POST /workspaces); "
-        "mstream has no workspace endpoints yet"
+        "accepted, differs (the original keeps workspaces in this MongoDB collection; "
+        "mstream keeps them in its own state store, the embedded SQLite file)"
     ),
     "test_suites": (
-        "where the original keeps transform test suites (GET/POST /test-suites); mstream "
-        "has no test-suite endpoints yet"
+        "accepted, differs (the original keeps test suites in this MongoDB collection; "
+        "mstream keeps them in its own state store, the embedded SQLite file)"
     ),
     "generate_encryption_key": (
-        "the original ignores this key too (it has no such setting); both create the key "
-        "file when it is missing, whatever this says"
+        "accepted, not acted on (the original ignores this key too (it has no such "
+        "setting); both create the key file when it is missing, whatever this says)"
     ),
 }
-"""``[system]`` keys accepted but not acted on, with what they mean in the original."""
+"""``[system]`` keys accepted but not acted on as in the original, and how they differ."""
 
 
 def not_acted_on(system: SystemConfig) -> list[str]:
@@ -64,16 +64,11 @@ def not_acted_on(system: SystemConfig) -> list[str]:
         []
     """
     present = {
-        "logs": system.logs is not None,
         "workspaces": system.workspaces is not None,
         "test_suites": system.test_suites is not None,
         "generate_encryption_key": system.generate_encryption_key is not None,
     }
-    return [
-        f"system.{key}: accepted, not acted on ({meaning})"
-        for key, meaning in NOT_ACTED_ON.items()
-        if present[key]
-    ]
+    return [f"system.{key}: {meaning}" for key, meaning in NOT_ACTED_ON.items() if present[key]]
 
 
 def log_not_acted_on(system: SystemConfig, logger: logging.Logger) -> None:

@@ -153,7 +153,8 @@ class StoreRef:
 
 @dataclass(frozen=True)
 class LogsConfig:
-    """``[system.logs]``: the original's log buffer (accepted, not acted on)."""
+    """``[system.logs]``: the size of the log buffer behind ``GET /logs`` and how many
+    entries ``GET /logs/stream`` sends first."""
 
     buffer_capacity: int
     stream_preload_count: int
@@ -180,7 +181,7 @@ class SystemConfig:
     schemas: StoreRef | None = None
     test_suites: StoreRef | None = None
     workspaces: StoreRef | None = None
-    logs: LogsConfig | None = None
+    logs: LogsConfig = field(default_factory=lambda: LogsConfig(10_000, 100))
     generate_encryption_key: bool | None = None
 
 

@@ -181,7 +181,7 @@ class JobLifecycleSchema(StrictSchema):
 
 
 class LogsSchema(StrictSchema):
-    """``[system.logs]``: the original's log buffer (accepted, not acted on)."""
+    """``[system.logs]``: the log buffer behind ``GET /logs`` (defaults here, one place)."""
 
     buffer_capacity = fields.Integer(
         load_default=10000,
@@ -200,7 +200,8 @@ class SystemSchema(StrictSchema):
 
     ``schemas``, ``test_suites``, ``workspaces``, ``logs`` and ``generate_encryption_key``
     are the original's keys (see :mod:`mstream.config.compat`): ``schemas.resource`` is
-    the collection of the original's schema documents, the rest is accepted, not acted on.
+    the collection of the original's schema documents, ``logs`` sizes the log buffer; the
+    rest is accepted and logged as differing.
     """
 
     encryption_key_path = fields.String(load_default="./mstream.key")
@@ -215,7 +216,7 @@ class SystemSchema(StrictSchema):
     schemas = fields.Nested(StoreRefSchema, load_default=None)
     test_suites = fields.Nested(StoreRefSchema, load_default=None)
     workspaces = fields.Nested(StoreRefSchema, load_default=None)
-    logs = fields.Nested(LogsSchema, load_default=None)
+    logs = fields.Nested(LogsSchema, load_default=lambda: LogsSchema().load({}))
     generate_encryption_key = fields.Boolean(load_default=None)
 
 
@@ -539,7 +540,7 @@ def parse_system(
         schemas=refs["schemas"],
         test_suites=refs["test_suites"],
         workspaces=refs["workspaces"],
-        logs=LogsConfig(**data["logs"]) if data["logs"] is not None else None,
+        logs=LogsConfig(**data["logs"]),
         generate_encryption_key=data["generate_encryption_key"],
     )
 
