@@ -10,7 +10,8 @@ Service options:
   * Rhai (the original mstream's language; needs the ``mstream_rhai`` extension):
     ``max_operations`` (1 000 000), ``time_ms`` (100), ``max_call_levels`` (64),
     ``max_expr_depth`` (32), ``max_string_size`` (bytes, 16 MiB), ``max_array_size``
-    (100 000) and ``max_map_size`` (100 000); see :class:`~mstream.udf.RhaiLimits`.
+    (100 000), ``max_map_size`` (100 000) and ``memory_mb`` (64); see
+    :class:`~mstream.udf.RhaiLimits`.
 
 * ``script_path``: the folder holding the scripts (``*.lua`` / ``*.rhai``), and/or
 * ``sources``: scripts given inline, as in the original:
@@ -117,6 +118,7 @@ class RhaiEngineSchema(Schema):
     max_string_size = _count(_RHAI.max_string_size, 0, 2**31)
     max_array_size = _count(_RHAI.max_array_size, 0, 100_000_000)
     max_map_size = _count(_RHAI.max_map_size, 0, 100_000_000)
+    memory_mb = fields.Float(load_default=_RHAI.memory_mb, validate=validate.Range(min=0, max=4096))
 
 
 _ENGINE_SCHEMAS: dict[str, type[Schema]] = {"lua": LuaEngineSchema, "rhai": RhaiEngineSchema}

@@ -88,6 +88,9 @@ class RhaiLimits:
             or map counts too). 16 MiB: the largest MongoDB document fits.
         max_array_size: elements in one array, nested arrays included.
         max_map_size: properties in one object map, nested maps included.
+        memory_mb: net memory one call may allocate inside the engine (checked after every
+            operation); ``0`` for no memory limit. Rhai has none of its own, and its size
+            limits are not checked on every path (a map grown by ``m[k] = v`` in a loop).
 
     Example:
         >>> RhaiLimits().max_operations, RhaiLimits(time_ms=50).time_ms
@@ -101,6 +104,7 @@ class RhaiLimits:
     max_string_size: int = 16 * 2**20
     max_array_size: int = 100_000
     max_map_size: int = 100_000
+    memory_mb: float = 64.0
 
     def __post_init__(self) -> None:
         if self.time_ms is not None and self.time_ms <= 0:
@@ -108,6 +112,12 @@ class RhaiLimits:
         for name, value in asdict(self).items():
             if name != "time_ms" and value < 0:
                 raise ValueError(f"{name} must be >= 0")
+
+
+def _engine_limits(limits: RhaiLimits) -> dict[str, Any]:
+    values = asdict(limits)
+    values["memory_bytes"] = int(values.pop("memory_mb") * 2**20)
+    return values
 
 
 def _to_script(value: Any) -> Any:
@@ -142,7 +152,7 @@ class RhaiScript:
             self._script = _ext.Script(
                 source,
                 name,
-                **asdict(limits),
+                **_engine_limits(limits),
                 default=_to_script,
                 object_hook=_from_script,
                 print=lambda text: logger.info("%s", text),

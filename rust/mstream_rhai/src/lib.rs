@@ -11,13 +11,17 @@
 //! * `()` → none (the event is filtered out).
 //!
 //! Every call runs under Rhai's limits (operations, call depth, expression depth, string,
-//! array and map size) and a wall-clock deadline checked from `Engine::on_progress`, with
-//! the GIL released. Errors are `RhaiError` with the script name, line, column, a `kind`
+//! array and map size), a wall-clock deadline and a memory budget checked from
+//! `Engine::on_progress`, with the GIL released. Errors are `RhaiError` with the script name, line, column, a `kind`
 //! and the message.
 
 mod convert;
 mod helpers;
+mod memory;
 mod transforms;
+
+#[global_allocator]
+static ALLOCATOR: memory::Counting = memory::Counting;
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
@@ -33,7 +37,7 @@ pyo3::create_exception!(
     PyException,
     "A Rhai script failed to compile or run, hit a limit, or returned an invalid value.\n\n\
      Attributes: script (name), kind (syntax, contract, runtime, operations, time, \
-     call_depth, string_size, array_size, map_size, expr_depth, input, return), reason \
+     call_depth, memory, string_size, array_size, map_size, expr_depth, input, return), reason \
      (the message without location), line and column (None when unknown)."
 );
 
@@ -41,6 +45,8 @@ pyo3::create_exception!(
 const UDF_NAME: &str = "transform";
 /// The value `on_progress` terminates a script with when its deadline has passed.
 const TIME_TOKEN: &str = "mstream: time limit";
+/// The value `on_progress` terminates a script with when its memory budget is spent.
+const MEMORY_TOKEN: &str = "mstream: memory limit";
 /// The deadline is checked every this many operations (a clock read per operation would
 /// cost more than the operation).
 const CHECK_EVERY: u64 = 256;
@@ -67,6 +73,7 @@ struct Limits {
     max_string_size: usize,
     max_array_size: usize,
     max_map_size: usize,
+    memory_bytes: usize,
 }
 
 /// A compiled Rhai script with its own sandboxed engine.
@@ -77,6 +84,8 @@ struct Limits {
 ///     max_operations, max_call_levels, max_expr_depth, max_string_size (bytes),
 ///     max_array_size, max_map_size: Rhai's engine limits (0 = unlimited).
 ///     time_ms: wall-clock limit of one call in milliseconds (None = none).
+///     memory_bytes: net bytes one call may allocate (0 = unlimited); checked after every
+///         operation.
 ///     default: called with a value the engine cannot convert; returns a JSON-like
 ///         replacement (e.g. Extended JSON for bson types).
 ///     object_hook: called with each returned dict whose first key starts with `$`;
@@ -103,8 +112,8 @@ impl Script {
     #[new]
     #[pyo3(signature = (
         source, name, *, max_operations, time_ms, max_call_levels, max_expr_depth,
-        max_string_size, max_array_size, max_map_size, default=None, object_hook=None,
-        print=None
+        max_string_size, max_array_size, max_map_size, memory_bytes, default=None,
+        object_hook=None, print=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -118,6 +127,7 @@ impl Script {
         max_string_size: usize,
         max_array_size: usize,
         max_map_size: usize,
+        memory_bytes: usize,
         default: Option<Py<PyAny>>,
         object_hook: Option<Py<PyAny>>,
         print: Option<Py<PyAny>>,
@@ -140,6 +150,7 @@ impl Script {
             max_string_size,
             max_array_size,
             max_map_size,
+            memory_bytes,
         };
         let engine = sandboxed_engine(&limits, print);
         let compiled = py.detach(|| engine.compile(source));
@@ -238,6 +249,7 @@ impl Script {
     fn call(&self, data: Dynamic, attributes: Map) -> Result<Dynamic, Box<EvalAltResult>> {
         let deadline = self.limits.time.map(|t| Instant::now() + t);
         DEADLINE.with(|d| d.set(deadline));
+        memory::start((self.limits.memory_bytes > 0).then_some(self.limits.memory_bytes));
         let options = CallFnOptions::new().eval_ast(true).rewind_scope(true);
         let out = self.engine.call_fn_with_options::<Dynamic>(
             options,
@@ -247,6 +259,7 @@ impl Script {
             (data, Dynamic::from_map(attributes)),
         );
         DEADLINE.with(|d| d.set(None));
+        memory::stop();
         out
     }
 
@@ -353,6 +366,13 @@ impl Script {
                 "time",
                 format!("time limit exceeded: ran longer than {} ms", l.time_ms),
             ),
+            EvalAltResult::ErrorTerminated(token, ..) if token.to_string() == MEMORY_TOKEN => (
+                "memory",
+                format!(
+                    "memory limit exceeded: the call allocated more than {} MB",
+                    l.memory_bytes as f64 / 1_048_576.0
+                ),
+            ),
             EvalAltResult::ErrorStackOverflow(..) => (
                 "call_depth",
                 format!(
@@ -405,9 +425,13 @@ fn sandboxed_engine(limits: &Limits, print: Option<Py<PyAny>>) -> Engine {
     engine.set_max_string_size(limits.max_string_size);
     engine.set_max_array_size(limits.max_array_size);
     engine.set_max_map_size(limits.max_map_size);
-    if limits.time.is_some() {
-        engine.on_progress(|ops| {
-            if ops % CHECK_EVERY != 0 {
+    let timed = limits.time.is_some();
+    if timed || limits.memory_bytes > 0 {
+        engine.on_progress(move |ops| {
+            if memory::exceeded() {
+                return Some(MEMORY_TOKEN.into());
+            }
+            if !timed || ops % CHECK_EVERY != 0 {
                 return None;
             }
             DEADLINE.with(|d| match d.get() {
