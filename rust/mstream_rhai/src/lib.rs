@@ -152,12 +152,16 @@ impl Script {
             max_map_size,
             memory_bytes,
         };
-        let engine = sandboxed_engine(&limits, print);
+        let mut engine = sandboxed_engine(&limits, print);
         let compiled = py.detach(|| engine.compile(source));
         let mut ast = match compiled {
             Ok(ast) => ast,
             Err(err) => return Err(syntax_error(py, &name, err)),
         };
+        // At run time the interner is one lock shared by every thread calling this script
+        // (taken for `let` of strings, interpolation, loop variables): without it calls on
+        // several threads run in parallel.
+        engine.set_max_strings_interned(0);
         ast.set_source(name.as_str());
         let transforms: Vec<usize> = ast
             .iter_functions()
