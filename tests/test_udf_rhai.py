@@ -494,7 +494,7 @@ def test_the_gil_is_released_while_a_script_runs() -> None:
         ticks += 1
         time.sleep(0.001)
     thread.join()
-    assert ticks > 50  # the main thread kept running Python code meanwhile
+    assert ticks > 10  # the main thread kept running Python code meanwhile (0 if held)
 
 
 def test_engine_defaults_live_in_one_place() -> None:
