@@ -106,8 +106,9 @@ def _count(default: int, low: int, high: int) -> fields.Integer:
 class RhaiEngineSchema(Schema):
     """``engine = { kind = "rhai", max_operations?, time_ms?, max_call_levels?, ... }``.
 
-    The defaults are :class:`~mstream.udf.rhai_engine.RhaiLimits`'; ``0`` means unlimited
-    for ``max_operations`` and the three sizes (the original's setting for the sizes).
+    The defaults are those of :class:`~mstream.udf.RhaiLimits`; ``0`` means unlimited for
+    ``max_operations``, ``memory_mb`` and the three sizes (the original leaves the sizes
+    unlimited).
     """
 
     kind = fields.String(required=True, validate=validate.Equal("rhai"))
