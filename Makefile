@@ -1,7 +1,7 @@
 # The original's make targets, for this Python project.
 PY ?= .venv/bin/python
 
-.PHONY: setup docker-up docker-db-up docker-down run-debug unit-tests integration-tests test bench lint
+.PHONY: setup rhai docker-up docker-db-up docker-down run-debug unit-tests integration-tests test bench lint
 
 setup:
 	python3 -m venv .venv && .venv/bin/pip install -e '.[test]'
@@ -32,3 +32,6 @@ bench:
 
 lint:
 	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy mstream operators
+
+rhai:
+	bash rust/install-rhai.sh $(PY)

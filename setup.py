@@ -5,7 +5,13 @@ inside the package as ``mstream.operators`` and ``mstream.ui`` via ``package_dir
 so site-packages never gets a top-level ``operators`` or ``ui`` module.
 """
 
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+# The Rhai engine is a Rust extension in this repository (needs cargo to build):
+# `pip install -e '.[rhai]'` builds it from this local path with maturin.
+RHAI_EXTENSION = (Path(__file__).resolve().parent / "rust" / "mstream_rhai").as_uri()
 
 core_packages = find_packages(include=["mstream", "mstream.*"])
 
@@ -53,6 +59,7 @@ setup(
             "confluent-kafka>=2.4",
         ],
         "confluent": ["confluent-kafka>=2.4"],
+        "rhai": [f"mstream-rhai @ {RHAI_EXTENSION}"],
     },
     entry_points={"console_scripts": ["mstream=mstream.cli:main"]},
 )

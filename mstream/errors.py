@@ -83,12 +83,21 @@ class ScriptError(MiddlewareError):
     Attributes:
         script: the script's name.
         line: the script line where it failed, when known.
+        column: the position in that line, when known (Rhai scripts).
     """
 
-    def __init__(self, message: str, *, script: str = "", line: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, script: str = "", line: int | None = None, column: int | None = None
+    ) -> None:
         self.script = script
         self.line = line
-        where = f"{script}:{line}: " if line is not None else (f"{script}: " if script else "")
+        self.column = column
+        if line is None:
+            where = f"{script}: " if script else ""
+        elif column is None:
+            where = f"{script}:{line}: "
+        else:
+            where = f"{script}:{line}:{column}: "
         super().__init__(f"{where}{message}")
 
 

@@ -83,7 +83,7 @@ def pipeline(tmp_path: Path, script: str, scripts: Path = EXAMPLES, **extra: Any
     [
         (
             {"engine": {"kind": "python"}, "script_path": "x"},
-            "services[0].engine.kind: unsupported engine kind 'python' (supported: lua)",
+            "services[0].engine.kind: unsupported engine kind 'python' (supported: lua, rhai)",
         ),
         ({"script_path": "x"}, "services[0].engine: missing required field"),
         ({"engine": {"kind": "lua"}}, "services[0].script_path: missing required field"),

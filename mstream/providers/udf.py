@@ -1,15 +1,26 @@
-"""``provider = "udf"``: a middleware running a sandboxed Lua script on every event.
+"""``provider = "udf"``: a middleware running a sandboxed Lua or Rhai script on every event.
 
 Service options:
 
-* ``engine = { kind = "lua" }`` (required; ``lua`` is the only kind). The engine table
-  also takes the per-call limits: ``max_instructions`` (Lua VM instructions, default
-  10 000 000), ``time_ms`` (wall clock, default 100) and ``memory_mb`` (heap growth,
-  default 32). Limits are engine-specific, so they live in the engine table.
-* ``script_path``: the folder holding the scripts (``*.lua``).
+* ``engine`` (required): ``{ kind = "lua" }`` or ``{ kind = "rhai" }``, with the per-call
+  limits of that engine (limits are engine-specific, so they live in the engine table):
 
-A middleware step's ``resource`` names a script file in that folder (the ``.lua`` suffix
-may be left out). When the connector starts the script is compiled once (a missing script
+  * Lua: ``max_instructions`` (VM instructions, default 10 000 000), ``time_ms`` (wall
+    clock, default 100) and ``memory_mb`` (heap growth, default 32);
+  * Rhai (the original mstream's language; needs the ``mstream_rhai`` extension):
+    ``max_operations`` (1 000 000), ``time_ms`` (100), ``max_call_levels`` (64),
+    ``max_expr_depth`` (32), ``max_string_size`` (bytes, 16 MiB), ``max_array_size``
+    (100 000), ``max_map_size`` (100 000) and ``memory_mb`` (64); see
+    :class:`~mstream.udf.RhaiLimits`.
+
+* ``script_path``: the folder holding the scripts (``*.lua`` / ``*.rhai``), and/or
+* ``sources``: scripts given inline, as in the original:
+  ``sources = [{ filename = "mask.rhai", content = "fn transform(data, attributes) ..." }]``
+  (plain file names with the engine's suffix; an inline script wins over a file of the
+  same name; nothing is written to disk).
+
+A middleware step's ``resource`` names a script (the ``.lua`` / ``.rhai`` suffix may be
+left out). When the connector starts the script is compiled once (a missing script
 is a :class:`~mstream.errors.ConfigError` naming the folder and the scripts available;
 a syntax error names the file and line) and then called for every event as
 ``transform(data, attributes)``: no result drops the event (counted as filtered), one
@@ -45,57 +56,157 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Protocol
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from mstream.config.model import ServiceConfig, StepConfig
 from mstream.core import Batch, Event
 from mstream.encodings import encode
 from mstream.errors import ConfigError, EventError, ScriptError
 from mstream.providers.base import Middleware, ProviderSpec, Reject, StepContext
-from mstream.udf import CompiledScript, PythonUDF, ScriptLimits, compile_script
-from mstream.udf.library import SCRIPT_SUFFIX
+from mstream.udf import PythonUDF, ScriptLimits, compile_script
 from mstream.udf.python_udf import PythonUDFResult
+from mstream.udf.rhai_engine import INSTALL_HINT, RhaiLimits, compile_rhai, rhai_available
 
-ENGINE_KINDS = ("lua",)
-_DEFAULTS = ScriptLimits()
+ENGINE_KINDS = ("lua", "rhai")
+#: The file name suffix of each engine's scripts.
+SUFFIXES = {"lua": ".lua", "rhai": ".rhai"}
+#: Largest inline script accepted in ``sources``.
+MAX_SOURCE_BYTES = 1_000_000
+_LUA = ScriptLimits()
+_RHAI = RhaiLimits()
+
+Limits = ScriptLimits | RhaiLimits
 
 
-class EngineSchema(Schema):
+class LuaEngineSchema(Schema):
     """``engine = { kind = "lua", max_instructions?, time_ms?, memory_mb? }``."""
 
-    kind = fields.String(
-        required=True,
-        validate=validate.OneOf(
-            ENGINE_KINDS,
-            error=f"unsupported engine kind {{input!r}} (supported: {', '.join(ENGINE_KINDS)})",
-        ),
-    )
+    kind = fields.String(required=True, validate=validate.Equal("lua"))
     max_instructions = fields.Integer(
-        load_default=_DEFAULTS.max_instructions,
+        load_default=_LUA.max_instructions,
         strict=True,
         validate=validate.Range(min=1000, max=10_000_000_000),
     )
-    time_ms = fields.Float(
-        load_default=_DEFAULTS.time_ms, validate=validate.Range(min=1, max=600_000)
-    )
+    time_ms = fields.Float(load_default=_LUA.time_ms, validate=validate.Range(min=1, max=600_000))
     memory_mb = fields.Float(
-        load_default=_DEFAULTS.memory_bytes / 2**20, validate=validate.Range(min=0.25, max=4096)
+        load_default=_LUA.memory_bytes / 2**20, validate=validate.Range(min=0.25, max=4096)
     )
+
+
+def _count(default: int, low: int, high: int) -> fields.Integer:
+    return fields.Integer(
+        load_default=default, strict=True, validate=validate.Range(min=low, max=high)
+    )
+
+
+class RhaiEngineSchema(Schema):
+    """``engine = { kind = "rhai", max_operations?, time_ms?, max_call_levels?, ... }``.
+
+    The defaults are those of :class:`~mstream.udf.RhaiLimits`; ``0`` means unlimited for
+    ``max_operations``, ``memory_mb`` and the three sizes (the original leaves the sizes
+    unlimited).
+    """
+
+    kind = fields.String(required=True, validate=validate.Equal("rhai"))
+    max_operations = _count(_RHAI.max_operations, 0, 10_000_000_000)
+    time_ms = fields.Float(load_default=_RHAI.time_ms, validate=validate.Range(min=1, max=600_000))
+    max_call_levels = _count(_RHAI.max_call_levels, 1, 10_000)
+    max_expr_depth = _count(_RHAI.max_expr_depth, 1, 10_000)
+    max_string_size = _count(_RHAI.max_string_size, 0, 2**31)
+    max_array_size = _count(_RHAI.max_array_size, 0, 100_000_000)
+    max_map_size = _count(_RHAI.max_map_size, 0, 100_000_000)
+    memory_mb = fields.Float(load_default=_RHAI.memory_mb, validate=validate.Range(min=0, max=4096))
+
+
+_ENGINE_SCHEMAS: dict[str, type[Schema]] = {"lua": LuaEngineSchema, "rhai": RhaiEngineSchema}
+
+
+class EngineField(fields.Field):
+    """The ``engine`` table, validated by the schema of its ``kind``."""
+
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
+    ) -> dict[str, Any]:
+        if not isinstance(value, Mapping):
+            raise ValidationError('expected a table such as { kind = "rhai" }')
+        kind = value.get("kind")
+        schema = _ENGINE_SCHEMAS.get(kind) if isinstance(kind, str) else None
+        if schema is None:
+            if "kind" not in value:
+                raise ValidationError({"kind": ["Missing data for required field."]})
+            raise ValidationError(
+                {
+                    "kind": [
+                        f"unsupported engine kind {kind!r} (supported: {', '.join(ENGINE_KINDS)})"
+                    ]
+                }
+            )
+        if kind == "rhai" and not rhai_available():
+            raise ValidationError({"kind": [INSTALL_HINT]})
+        return dict(schema().load(value))
+
+
+class SourceSchema(Schema):
+    """One inline script: ``{ filename = "x.rhai", content = "fn transform(...) ..." }``."""
+
+    filename = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    content = fields.String(required=True, validate=validate.Length(max=MAX_SOURCE_BYTES))
 
 
 class UdfServiceSchema(Schema):
-    """Options of a ``udf`` service (unknown keys are rejected)."""
+    """Options of a ``udf`` service (unknown keys are rejected).
 
-    engine = fields.Nested(EngineSchema, required=True)
-    script_path = fields.String(required=True, validate=validate.Length(min=1))
+    ``script_path`` (a folder), ``sources`` (inline scripts) or both; a source's file name
+    is one plain name with the engine's suffix.
+    """
+
+    engine = EngineField(required=True)
+    script_path = fields.String(validate=validate.Length(min=1))
+    sources = fields.List(fields.Nested(SourceSchema))
+
+    @validates_schema
+    def _check_scripts(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if "script_path" not in data and "sources" not in data:
+            raise ValidationError(
+                "missing required field (or give the scripts inline in `sources`)",
+                "script_path",
+            )
+        suffix = SUFFIXES[data["engine"]["kind"]]
+        problems: dict[int, dict[str, list[str]]] = {}
+        seen: set[str] = set()
+        for i, source in enumerate(data.get("sources", [])):
+            problem = _filename_problem(source["filename"], suffix, seen)
+            if problem:
+                problems[i] = {"filename": [problem]}
+            seen.add(source["filename"])
+        if problems:
+            raise ValidationError({"sources": problems})
 
 
-def limits_of(service: ServiceConfig) -> ScriptLimits:
-    """The :class:`~mstream.udf.ScriptLimits` of a ``udf`` service's engine table.
+def _filename_problem(name: str, suffix: str, seen: set[str]) -> str | None:
+    plain = PurePosixPath(name).name == name == PureWindowsPath(name).name
+    if not plain or name in (".", "..") or name.startswith("."):
+        return f"invalid script filename {name!r}: one plain file name, no folders"
+    if not name.endswith(suffix) or name == suffix:
+        return f"invalid script filename {name!r}: must end with {suffix}"
+    if name in seen:
+        return f"duplicate script filename {name!r}"
+    return None
+
+
+def engine_kind(service: ServiceConfig) -> str:
+    """The ``engine.kind`` of a ``udf`` service (``"lua"`` or ``"rhai"``)."""
+    return str((service.options.get("engine") or {}).get("kind", "lua"))
+
+
+def limits_of(service: ServiceConfig) -> Limits:
+    """The per-call limits of a ``udf`` service's engine table.
+
+    :class:`~mstream.udf.ScriptLimits` for Lua, :class:`~mstream.udf.RhaiLimits` for Rhai.
 
     Example:
         >>> opts = UdfServiceSchema().load({"engine": {"kind": "lua", "time_ms": 50},
@@ -103,20 +214,33 @@ def limits_of(service: ServiceConfig) -> ScriptLimits:
         >>> limits_of(ServiceConfig("s", "udf", opts)).time_ms
         50.0
     """
-    engine = service.options.get("engine") or {}
+    engine = dict(service.options.get("engine") or {})
+    if engine.pop("kind", "lua") == "rhai":
+        return RhaiLimits(**engine)
     return ScriptLimits(
-        max_instructions=engine.get("max_instructions", _DEFAULTS.max_instructions),
-        time_ms=engine.get("time_ms", _DEFAULTS.time_ms),
-        memory_bytes=int(engine.get("memory_mb", _DEFAULTS.memory_bytes / 2**20) * 2**20),
+        max_instructions=engine.get("max_instructions", _LUA.max_instructions),
+        time_ms=engine.get("time_ms", _LUA.time_ms),
+        memory_bytes=int(engine.get("memory_mb", _LUA.memory_bytes / 2**20) * 2**20),
     )
 
 
-def compile_resource(folder: str | Path, resource: str, limits: ScriptLimits) -> CompiledScript:
-    """Compile the one script ``resource`` names in ``folder``.
+def compile_resource(
+    folder: str | Path | None,
+    resource: str,
+    limits: Limits,
+    *,
+    kind: str = "lua",
+    sources: Sequence[Mapping[str, str]] = (),
+) -> Transformer:
+    """Compile the one script ``resource`` names, from ``sources`` or the ``folder``.
+
+    ``resource`` is a file name (the engine's suffix may be left out). An inline source
+    wins over a file of the same name (the original writes its sources into the folder).
 
     Raises:
-        ConfigError: the folder is missing, the script is not there (the message names the
-            folder and the scripts available), it cannot be read, or it does not compile.
+        ConfigError: no such script (the message names where it looked and the scripts
+            available), the folder is missing while there are no sources, the file cannot
+            be read, it does not compile, or the Rhai extension is missing.
 
     Example:
         >>> try:
@@ -124,25 +248,48 @@ def compile_resource(folder: str | Path, resource: str, limits: ScriptLimits) ->
         ... except ConfigError as exc:
         ...     print(str(exc)[:60])
         udf script 'nope.lua' not found in examples/udf (available:
+        >>> compile_resource(None, "one", ScriptLimits(), sources=[{"filename": "one.lua",
+        ...     "content": "function transform(d, a) return result(d + 1) end"}]).transform(1, {})
+        [(2, {})]
     """
-    path = Path(folder)
-    if not path.is_dir():
-        raise ConfigError(f"udf script_path {str(path)!r} is not a folder")
-    available = sorted(p.name for p in path.glob("*" + SCRIPT_SUFFIX) if p.is_file())
-    name = resource if resource in available else resource + SCRIPT_SUFFIX
+    suffix = SUFFIXES[kind]
+    inline = {s["filename"]: s["content"] for s in sources}
+    path = Path(folder) if folder is not None else None
+    on_disk: list[str] = []
+    if path is not None:
+        if path.is_dir():
+            on_disk = [p.name for p in path.glob("*" + suffix) if p.is_file()]
+        elif not inline:
+            raise ConfigError(f"udf script_path {str(path)!r} is not a folder")
+    available = sorted({*on_disk, *inline})
+    name = resource if resource in available else resource + suffix
     if not resource or name not in available:
+        where = " and ".join(
+            part
+            for part in (str(path) if path is not None else "", "sources" if inline else "")
+            if part
+        )
         raise ConfigError(
-            f"udf script {resource!r} not found in {path} "
+            f"udf script {resource!r} not found in {where} "
             f"(available: {', '.join(available) or 'none'})"
         )
+    if name in inline:
+        source, shown = inline[name], "sources: "
+    else:
+        assert path is not None
+        try:
+            source = (path / name).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path / name}: cannot read script: {exc}") from None
+        shown = f"{path}/"
     try:
-        source = (path / name).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path / name}: cannot read script: {exc}") from None
-    try:
+        if kind == "rhai":
+            assert isinstance(limits, RhaiLimits)
+            return compile_rhai(source, name, limits=limits)
+        assert isinstance(limits, ScriptLimits)
         return compile_script(source, name, limits=limits)
     except ScriptError as exc:
-        raise ConfigError(f"{path / str(exc)}") from None
+        raise ConfigError(f"{shown}{exc}") from None
 
 
 class Transformer(Protocol):
@@ -228,11 +375,14 @@ class ScriptMiddleware(TransformMiddleware):
 
     def __init__(self, service: ServiceConfig, step: StepConfig, ctx: StepContext) -> None:
         super().__init__(step.output_encoding)
-        self.folder = Path(str(service.options["script_path"]))
+        script_path = service.options.get("script_path")
+        self.folder = Path(str(script_path)) if script_path else None
+        self.sources: list[dict[str, str]] = list(service.options.get("sources") or [])
+        self.kind = engine_kind(service)
         self.resource = step.resource
         self.limits = limits_of(service)
         self.ctx = ctx
-        if not self.folder.is_dir():
+        if self.folder is not None and not self.sources and not self.folder.is_dir():
             raise ConfigError(
                 f"service {service.name!r}: udf script_path {str(self.folder)!r} is not a folder"
             )
@@ -240,7 +390,9 @@ class ScriptMiddleware(TransformMiddleware):
     def open(self) -> None:
         """Compile the script (once)."""
         if self._transformer is None:
-            self._transformer = compile_resource(self.folder, self.resource, self.limits)
+            self._transformer = compile_resource(
+                self.folder, self.resource, self.limits, kind=self.kind, sources=self.sources
+            )
 
 
 class PythonUDFMiddleware(TransformMiddleware):
