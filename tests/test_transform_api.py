@@ -224,3 +224,23 @@ def test_mstream_test_runs_a_suite_file_with_an_exit_code(
     assert "FAIL  wrong" in out and 'expected "x"' in out and "1 passed, 1 failed" in out
     assert main(["test", str(tmp_path / "missing.json")]) == 2
     assert "cannot read the suite" in capsys.readouterr().err
+
+
+def test_the_playground_runs_the_originals_rhai_scripts(url: str) -> None:
+    from mstream.udf import rhai_available
+
+    if not rhai_available():
+        pytest.skip("the mstream_rhai extension is not installed (bash rust/install-rhai.sh)")
+    script = "fn transform(data, attributes) { data.email = mask_email(data.email); result(data, attributes) }"
+    answer = post(
+        url,
+        "/transform/run",
+        {"script": script, "engine": "rhai", "payload": '{"email": "john@example.com"}'},
+    )
+    assert answer["item"]["document"] == {"email": "j***@example.com"}
+    broken = post(
+        url,
+        "/transform/validate",
+        {"script": "fn transform(data, attributes) { let x = ; }", "engine": "rhai"},
+    )
+    assert broken["valid"] is False and broken["errors"][0]["line"] == 1
