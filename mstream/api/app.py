@@ -43,6 +43,7 @@ from mstream.api.handlers import (
     StatsHandler,
 )
 from mstream.api.logs import LogsHandler, LogStreamHandler
+from mstream.api.resources import ResourceHandler, ResourceSchemaHandler, ResourcesHandler
 from mstream.api.saved import (
     TestSuiteHandler,
     TestSuitesHandler,
@@ -85,6 +86,9 @@ ROUTES: list[tuple[str, type[RequestHandler]]] = [
     ("/jobs/{name}/dead-letters/replay", DeadLetterReplayHandler),
     ("/services", ServicesHandler),
     ("/services/{name}", ServiceHandler),
+    ("/services/{name}/resources", ResourcesHandler),
+    ("/services/{name}/resources/{resource}", ResourceHandler),
+    ("/services/{name}/resources/{resource}/schema", ResourceSchemaHandler),
 ]
 """The API's routes in OpenAPI notation (``{name}`` is one path segment)."""
 
@@ -130,7 +134,9 @@ def make_app(ctx: ApiContext, *, static_dir: Path | None = None, **settings: Any
     static = static_dir if static_dir is not None else dashboard_dir()
     handlers: list[Any] = []
     for path, handler in ROUTES:
-        pattern = path.replace("{name}", "([^/]+)").replace(".", r"\.")
+        pattern = (
+            path.replace("{name}", "([^/]+)").replace("{resource}", "([^/]+)").replace(".", r"\.")
+        )
         kwargs: dict[str, Any] = {"ctx": ctx}
         if handler is RootHandler:
             kwargs["static_dir"] = static

@@ -67,6 +67,13 @@ _NAME_PARAM: dict[str, Any] = {
     "required": True,
     "schema": {"type": "string", "pattern": _NAME_PATTERN},
 }
+_RESOURCE_PARAM: dict[str, Any] = {
+    "name": "resource",
+    "in": "path",
+    "required": True,
+    "description": "A collection, topic, subscription, script or file (URL-encoded)",
+    "schema": {"type": "string"},
+}
 _AUTH_ERRORS = {
     "401": _error("Missing or wrong bearer token (when MSTREAM_API_TOKEN is set)."),
     "403": _error(
@@ -660,6 +667,62 @@ _DOCUMENT: dict[str, Any] = {
                     **_AUTH_ERRORS,
                     "404": _error("No such job"),
                     "409": _error("Another operation on the job is in progress"),
+                },
+            },
+        },
+        "/services/{name}/resources": {
+            "parameters": [_NAME_PARAM],
+            "get": {
+                "summary": "The service's resources: MongoDB collections (no system.*), Kafka "
+                "topics, Pub/Sub topics and subscriptions, UDF scripts, files under base_dir",
+                "responses": {
+                    "200": _json({"type": "object"}, "Resources"),
+                    **_AUTH_ERRORS,
+                    "404": _error("No such service"),
+                },
+            },
+        },
+        "/services/{name}/resources/{resource}": {
+            "parameters": [_NAME_PARAM, _RESOURCE_PARAM],
+            "get": {
+                "summary": "A script's text, or up to 20 sample events (masked, each value cut "
+                "to 2000 characters, 256 KiB in all; nothing acknowledged or consumed)",
+                "parameters": [
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 20, "default": 5},
+                    }
+                ],
+                "responses": {
+                    "200": _json({"type": "object"}, "Samples or script"),
+                    "400": _error("Bad limit, or a resource that cannot be sampled"),
+                    **_AUTH_ERRORS,
+                    "404": _error("No such service or script"),
+                },
+            },
+        },
+        "/services/{name}/resources/{resource}/schema": {
+            "parameters": [_NAME_PARAM, _RESOURCE_PARAM],
+            "get": {
+                "summary": "Field names, types and presence of sampled events - never values",
+                "parameters": [
+                    {
+                        "name": "sample_size",
+                        "in": "query",
+                        "schema": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": 1000,
+                            "default": 100,
+                        },
+                    }
+                ],
+                "responses": {
+                    "200": _json({"type": "object"}, "Fields"),
+                    "400": _error("Bad sample_size"),
+                    **_AUTH_ERRORS,
+                    "404": _error("No such service"),
                 },
             },
         },
