@@ -587,3 +587,45 @@ def test_the_job_page_charts_the_last_hour(page: Any, service: ServiceThread) ->
     one(page, "#history-chart")
     assert wait(page, lambda d: css(d, "#history-chart polyline.chart-rate"))
     assert "events/s" in text_of(page, "#history-legend")
+
+
+PLAYGROUND_SCRIPT = """function transform(data, attributes)
+  data.checked = true
+  return result(data, attributes)
+end
+"""
+
+
+def test_the_playground_runs_a_script_on_a_real_sample_and_keeps_a_passing_test(
+    page: Any, service: ServiceThread, tmp_path: Path
+) -> None:
+    live = tmp_path / "out" / "live.jsonl"
+    wait(page, lambda d: live.exists() and live.stat().st_size > 0)
+    page.get(service.url + "/#/playground")
+    assert wait(page, lambda d: "live.jsonl" in text_of(d, "#pg-resource"))
+    page.execute_script(
+        "const s = document.getElementById('pg-service'); s.value = 'files';"
+        "s.dispatchEvent(new Event('change'));"
+    )
+    assert wait(page, lambda d: "live.jsonl" in text_of(d, "#pg-resource"))
+    page.execute_script("document.getElementById('pg-resource').value = 'live.jsonl'")
+    one(page, "#pg-load").click()
+    assert wait(
+        page,
+        lambda d: '"seen"' in d.execute_script("return document.getElementById('pg-input').value"),
+    )
+    page.execute_script(
+        "document.getElementById('pg-script').value = arguments[0]", PLAYGROUND_SCRIPT
+    )
+    one(page, "#pg-run").click()
+    assert wait(page, lambda d: '"checked": true' in text_of(d, "#pg-output"))
+    assert "added" in text_of(page, "#pg-diff") and "checked" in text_of(page, "#pg-diff")
+    one(page, "#pg-save-test").click()
+    assert "case 1" in text_of(page, "#pg-tests")
+    one(page, "#pg-run-tests").click()
+    assert wait(page, lambda d: text_of(d, "#pg-summary") == "1 passed, 0 failed")
+    screenshot(page, tmp_path, "playground")
+    one(page, "#pg-save-suite").click()
+    assert wait(page, lambda d: "saved" in text_of(d, "#notices"))
+    suites = api(service, "GET", "/test-suites").json()["test_suites"]
+    assert [s["cases"] for s in suites] == [1]

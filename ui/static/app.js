@@ -1459,6 +1459,196 @@ function newServiceView() {
 }
 
 // ---------------------------------------------------------------------------------------
+// Transform playground
+
+const PLAYGROUND_SCRIPTS = {
+  lua: "function transform(data, attributes)\n  return result(data, attributes)\nend\n",
+  rhai: "fn transform(data, attributes) {\n  result(data, attributes)\n}\n",
+};
+
+/** Fields added, removed or changed between two documents (top level), for the diff. */
+function docDiff(before, after) {
+  const rows = [];
+  const a = before && typeof before === "object" ? before : {};
+  const b = after && typeof after === "object" ? after : {};
+  for (const key of new Set([...Object.keys(a), ...Object.keys(b)])) {
+    if (!(key in b)) rows.push(["removed", key, valueText(a[key]), ""]);
+    else if (!(key in a)) rows.push(["added", key, "", valueText(b[key])]);
+    else if (JSON.stringify(a[key]) !== JSON.stringify(b[key])) {
+      rows.push(["changed", key, valueText(a[key]), valueText(b[key])]);
+    }
+  }
+  return rows;
+}
+
+function playgroundView() {
+  const engine = h("select", { id: "pg-engine" }, ["lua", "rhai"].map((e) => h("option", { value: e, text: e })));
+  const script = h("textarea", { id: "pg-script", rows: 10, spellcheck: "false", class: "code" });
+  script.value = PLAYGROUND_SCRIPTS.lua;
+  const input = h("textarea", { id: "pg-input", rows: 6, spellcheck: "false", class: "code" });
+  input.value = '{"email": "john@example.com"}';
+  const serviceSel = h("select", { id: "pg-service" });
+  const resourceSel = h("select", { id: "pg-resource" });
+  const loadBtn = h("button", { type: "button", id: "pg-load", text: "Use a sample" });
+  const runBtn = h("button", { type: "button", id: "pg-run", class: "primary", text: "Run" });
+  const saveTestBtn = h("button", { type: "button", id: "pg-save-test", text: "Save as test", disabled: true });
+  const runTestsBtn = h("button", { type: "button", id: "pg-run-tests", text: "Run tests", disabled: true });
+  const suiteName = h("input", { id: "pg-suite-name", value: "playground suite", "aria-label": "Suite name" });
+  const saveSuiteBtn = h("button", { type: "button", id: "pg-save-suite", text: "Save suite", disabled: true });
+  const output = h("pre", { class: "code", id: "pg-output" });
+  const errors = h("div", { class: "error-box", id: "pg-errors", role: "alert", hidden: true });
+  const diffBody = h("tbody");
+  const diff = h("table", { class: "grid", id: "pg-diff", hidden: true },
+    h("thead", {}, h("tr", {}, ["", "Field", "Input", "Output"].map((t) => h("th", { scope: "col", text: t })))), diffBody);
+  const tests = h("ol", { id: "pg-tests" });
+  const results = h("ul", { id: "pg-results" });
+  const cases = [];
+  let last = null; // the last successful run: {input, output}
+
+  engine.addEventListener("change", () => {
+    if (Object.values(PLAYGROUND_SCRIPTS).includes(script.value)) script.value = PLAYGROUND_SCRIPTS[engine.value];
+  });
+
+  async function loadResources() {
+    resourceSel.replaceChildren();
+    if (!serviceSel.value) return;
+    try {
+      const answer = await api("GET", `services/${seg(serviceSel.value)}/resources`);
+      // a Pub/Sub topic cannot be sampled (only its subscriptions can)
+      const provider = serviceSel.selectedOptions[0] && serviceSel.selectedOptions[0].dataset.provider;
+      const sampleable = answer.resources.filter((r) => !(provider === "pubsub" && r.kind === "topic"));
+      resourceSel.replaceChildren(...sampleable.map((r) => h("option", { value: r.name, text: `${r.name} (${r.kind})` })));
+    } catch (err) {
+      setText(errors, `Could not list resources: ${err.message}`);
+      errors.hidden = false;
+    }
+  }
+  serviceSel.addEventListener("change", loadResources);
+
+  loadBtn.addEventListener("click", async () => {
+    errors.hidden = true;
+    try {
+      const answer = await api("GET", `services/${seg(serviceSel.value)}/resources/${encodeURIComponent(resourceSel.value)}?limit=1`);
+      if (!answer.samples || !answer.samples.length) throw new Error("that resource has no events yet");
+      input.value = formatJson(answer.samples[0]);
+    } catch (err) {
+      setText(errors, `Could not load a sample: ${err.message}`);
+      errors.hidden = false;
+    }
+  });
+
+  function renderTests() {
+    tests.replaceChildren(...cases.map((c) => h("li", { text: `${c.name}: ${c.assertions.length} assertion(s)` })));
+    runTestsBtn.disabled = saveSuiteBtn.disabled = !cases.length;
+  }
+
+  runBtn.addEventListener("click", async () => {
+    errors.hidden = true;
+    let payload;
+    try {
+      payload = JSON.parse(input.value);
+    } catch (err) {
+      setText(errors, `The sample is not valid JSON: ${err.message}`);
+      errors.hidden = false;
+      return;
+    }
+    try {
+      const answer = await api("POST", "transform/run", { script: script.value, engine: engine.value, payload });
+      if (answer.errors.length) {
+        setText(errors, answer.errors.map((e) => e.message).join("\n"));
+        errors.hidden = false;
+        last = null;
+      }
+      const outputDoc = answer.item ? answer.item.document : null;
+      setText(output, answer.item ? formatJson(answer.items.length > 1 ? answer.items : answer.item)
+        : answer.errors.length ? "" : "(the script dropped the event)");
+      if (!answer.errors.length) last = { input: payload, output: outputDoc };
+      const rows = answer.item ? docDiff(payload, outputDoc) : [];
+      diff.hidden = !rows.length;
+      diffBody.replaceChildren(...rows.map(([kind, field, a, b]) =>
+        h("tr", { class: `diff-${kind}` }, td("", kind), td("Field", field), td("Input", a), td("Output", b))));
+      saveTestBtn.disabled = !last;
+    } catch (err) {
+      setText(errors, err.message);
+      errors.hidden = false;
+    }
+  });
+
+  saveTestBtn.addEventListener("click", () => {
+    if (!last) return;
+    const out = last.output;
+    const assertions = out && typeof out === "object"
+      ? Object.entries(out).map(([path, v]) => ({ path, assert_type: "equals", expected_value: v }))
+      : [{ path: "", assert_type: "equals", expected_value: out }];
+    cases.push({ name: `case ${cases.length + 1}`, input: last.input, assertions });
+    renderTests();
+  });
+
+  runTestsBtn.addEventListener("click", async () => {
+    try {
+      const answer = await api("POST", "transform/test/run", { script: script.value, engine: engine.value, cases });
+      results.replaceChildren(
+        h("li", { id: "pg-summary", text: `${answer.summary.passed} passed, ${answer.summary.failed} failed` }),
+        ...answer.results.map((r) => h("li", { class: r.passed ? "pass" : "fail",
+          text: `${r.passed ? "PASS" : "FAIL"} ${r.name}` +
+            (r.failures ? `: ${r.failures.map((f) => f.message).join("; ")}` : "") })),
+      );
+    } catch (err) {
+      setText(errors, err.message);
+      errors.hidden = false;
+    }
+  });
+
+  saveSuiteBtn.addEventListener("click", async () => {
+    try {
+      const saved = await api("POST", "test-suites", {
+        name: suiteName.value || "playground suite", engine: engine.value, script: script.value, cases,
+      });
+      notify(`Test suite "${saved.name}" saved (${saved.id}).`);
+    } catch (err) {
+      setText(errors, err.message);
+      errors.hidden = false;
+    }
+  });
+
+  return {
+    title: "Playground",
+    nav: "playground",
+    async mount() {
+      try {
+        const answer = await api("GET", "services");
+        const usable = (answer.services || []).filter((s) => ["mongodb", "kafka", "pubsub", "file"].includes(s.provider));
+        serviceSel.replaceChildren(...usable.map((s) =>
+          h("option", { value: s.name, "data-provider": s.provider, text: `${s.name} (${s.provider})` })));
+        await loadResources();
+      } catch {
+        /* the header shows connection problems */
+      }
+    },
+    render() {
+      return [
+        h("div", { class: "page-head" }, h("h1", { tabindex: "-1", text: "Transform playground" })),
+        h("section", { class: "panel" },
+          h("p", { class: "hint", text: "Run a script on a sample under a running job's sandbox limits, see what it changes, keep the run as a test." }),
+          h("div", { class: "field-inline" }, h("label", { for: "pg-engine", text: "Engine" }), engine),
+          h("label", { for: "pg-script", text: "Script" }), script,
+          h("div", { class: "field-inline" },
+            h("label", { for: "pg-service", text: "Sample from" }), serviceSel, resourceSel, loadBtn),
+          h("label", { for: "pg-input", text: "Sample event (JSON)" }), input,
+          h("div", { class: "actions" }, runBtn, saveTestBtn),
+          errors,
+          h("h2", { text: "Output" }), output,
+          h("div", { class: "table-wrap" }, diff)),
+        h("section", { class: "panel" },
+          h("h2", { text: "Tests" }), tests,
+          h("div", { class: "actions" }, runTestsBtn, suiteName, saveSuiteBtn),
+          results),
+      ];
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------
 // Router and polling
 
 let current = null;
@@ -1479,6 +1669,7 @@ function viewFor(hash) {
   }
   if (path === "/new-job") return newJobView();
   if (path === "/new-service") return newServiceView();
+  if (path === "/playground") return playgroundView();
   return overviewView();
 }
 
