@@ -149,7 +149,7 @@ def test_unknown_key_rejected_with_supported_list() -> None:
     with pytest.raises(ConfigError) as info:
         _config({"bootstrap.servers": "h:1", "foo.bar": "x"})
     text = str(info.value)
-    assert 'cfg.toml: services[1]."foo.bar": unsupported Kafka option (supported: ' in text
+    assert 'cfg.toml: services[1]."foo.bar": unsupported Kafka option (kafka-python has no' in text
     for key in (
         "bootstrap.servers",
         "group.id",
@@ -716,3 +716,88 @@ def test_in_flight_counts_a_chunk_done_when_all_its_parts_are() -> None:
     assert flight.count == 1
     done[1]()
     assert flight.count == 1
+
+
+def test_every_librdkafka_property_passes_through_to_the_confluent_client() -> None:
+    from mstream.config import parse_config
+    from mstream.providers.kafka.config import rdkafka_options
+
+    extra = {
+        "socket.keepalive.enable": True,
+        "sasl.kerberos.service.name": "kafka",
+        "statistics.interval.ms": 60000,
+    }
+    service = parse_config(
+        {
+            "services": [
+                {
+                    "name": "k",
+                    "provider": "kafka",
+                    "client": "confluent",
+                    "bootstrap.servers": "h:1",
+                    **extra,
+                }
+            ]
+        }
+    ).services[0]
+    for role in ("consumer", "producer"):
+        options = rdkafka_options(service.options, role)
+        assert {k: options[k] for k in extra} == extra
+
+
+def test_an_unmappable_property_on_kafka_python_suggests_the_confluent_client() -> None:
+    from mstream.config import parse_config
+    from mstream.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        parse_config(
+            {
+                "services": [
+                    {
+                        "name": "k",
+                        "provider": "kafka",
+                        "bootstrap.servers": "h:1",
+                        "socket.keepalive.enable": True,
+                    }
+                ]
+            }
+        )
+    [problem] = info.value.problems
+    assert '"socket.keepalive.enable"' in problem and 'client = "confluent"' in problem
+
+
+def test_a_property_librdkafka_refuses_fails_the_job_at_once_naming_it() -> None:
+    pytest.importorskip("confluent_kafka")
+    from mstream.config import parse_config
+    from mstream.runtime import Connector
+
+    config = parse_config(
+        {
+            "services": [
+                {"name": "gen", "provider": "generator", "count": 1},
+                {
+                    "name": "k",
+                    "provider": "kafka",
+                    "client": "confluent",
+                    "bootstrap.servers": "127.0.0.1:1",
+                    "no.such.property": 1,
+                },
+            ],
+            "connectors": [
+                {
+                    "name": "j",
+                    "source": {
+                        "service_name": "gen",
+                        "resource": "counter",
+                        "output_encoding": "json",
+                    },
+                    "sinks": [{"service_name": "k", "resource": "t", "output_encoding": "json"}],
+                }
+            ],
+        }
+    )
+    connector = Connector(config.connectors[0], {s.name: s for s in config.services})
+    connector.start()
+    assert connector.wait(30)
+    assert connector.state == "failed" and connector.restarts == 0
+    assert "no.such.property" in (connector.reason or "")

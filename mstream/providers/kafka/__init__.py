@@ -52,7 +52,7 @@ Example:
     ...     parse_service({"name": "k", "provider": "kafka", "foo.bar": 1}, "services[1]")
     ... except Exception as exc:
     ...     print(str(exc)[:55])
-    services[1]."foo.bar": unsupported Kafka option (suppor
+    services[1]."foo.bar": unsupported Kafka option (kafka-
 """
 
 from __future__ import annotations

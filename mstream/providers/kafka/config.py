@@ -260,14 +260,30 @@ class KafkaServiceSchema(Schema):
         if not isinstance(data, Mapping):
             return data
         out: dict[str, Any] = {}
+        confluent = data.get("client") == "confluent"
         for key, value in data.items():
             if key in PLAIN_OPTIONS:
                 out[key] = value
                 continue
             option = OPTIONS.get(key)
+            if option is None and confluent and "." in str(key):
+                # as the original: any librdkafka property goes to the client as it is
+                # (librdkafka itself refuses an unknown one when the client is created)
+                if isinstance(value, bool | int | float | str):
+                    out[key] = value
+                else:
+                    self._problems[f'"{key}"'] = ["a librdkafka property is a string or a number"]
+                continue
             if option is None:
+                hint = (
+                    'kafka-python has no such setting; with client = "confluent" every '
+                    "librdkafka property passes through, as in the original"
+                    if "." in str(key)
+                    else "unknown key"
+                )
                 self._problems[f'"{key}"'] = [
-                    f"unsupported Kafka option (supported: {', '.join(supported_keys())})"
+                    f"unsupported Kafka option ({hint}; supported with kafka-python: "
+                    f"{', '.join(supported_keys())})"
                 ]
                 continue
             try:
@@ -338,15 +354,23 @@ def client_options(options: Mapping[str, Any], role: str) -> dict[str, Any]:
 def rdkafka_options(options: Mapping[str, Any], role: str) -> dict[str, Any]:
     """librdkafka properties (for ``client = "confluent"``) from service options.
 
+    Keys mstream does not map (``socket.keepalive.enable``, ``statistics.interval.ms``,
+    ``sasl.kerberos.service.name`` ...) are passed through as they are.
+
     Example:
-        >>> opts = {"bootstrap.servers": "a:1", "linger.ms": 5, "max.poll.records": 9}
+        >>> opts = {"bootstrap.servers": "a:1", "linger.ms": 5, "max.poll.records": 9,
+        ...         "socket.keepalive.enable": True}
         >>> rdkafka_options(opts, "producer")
-        {'bootstrap.servers': 'a:1', 'linger.ms': 5}
+        {'bootstrap.servers': 'a:1', 'linger.ms': 5, 'socket.keepalive.enable': True}
     """
     out: dict[str, Any] = {}
     for key, value in options.items():
         option = OPTIONS.get(key)
-        if option is None or option.role not in (role, BOTH) or option.rdkafka == "":
+        if option is None:
+            if key not in PLAIN_OPTIONS and "." in key:
+                out[key] = value  # a librdkafka property passed through (both roles)
+            continue
+        if option.role not in (role, BOTH) or option.rdkafka == "":
             continue
         out[option.rdkafka or key] = value
     return out

@@ -27,7 +27,7 @@ from typing import Any
 
 from mstream.config.model import ServiceConfig, StepConfig
 from mstream.core import Batch, Event
-from mstream.errors import DeliveryError, RejectedError
+from mstream.errors import ConfigError, DeliveryError, MstreamError, RejectedError
 from mstream.providers.base import Done, StepContext
 from mstream.providers.completion import Completion, messages_of
 from mstream.providers.kafka.config import CONSUMER, PRODUCER, rdkafka_options, unreachable
@@ -53,6 +53,16 @@ def _ck() -> Any:
             'client = "confluent" needs the confluent-kafka package (pip install confluent-kafka)'
         ) from exc
     return confluent_kafka
+
+
+def _setup_error(what: str, exc: BaseException) -> MstreamError:
+    """A client that could not be created: a bad property is a configuration error (the job
+    fails with librdkafka's words at once), anything else a transport error (retried)."""
+    text = _reason(exc)
+    error = exc.args[0] if exc.args else None
+    if getattr(error, "code", lambda: None)() == _ck().KafkaError._INVALID_ARG:
+        return ConfigError(f"{what}: {text}")
+    return DeliveryError(f"{what}: cannot connect: {text}")
 
 
 def _reason(exc: Exception) -> str:
@@ -91,7 +101,7 @@ class ConfluentSource(KafkaSourceBase):
         try:
             self._consumer = ck.Consumer(config)
         except ck.KafkaException as exc:
-            raise DeliveryError(f"{self.what}: cannot connect: {exc}") from None
+            raise _setup_error(self.what, exc) from None
         try:
             self._consumer.list_topics(self.topics[0], timeout=self.bootstrap_timeout_ms / 1000)
         except ck.KafkaException as exc:
@@ -278,7 +288,7 @@ class ConfluentSink(KafkaSinkBase):
         try:
             producer = ck.Producer(config)
         except ck.KafkaException as exc:
-            raise DeliveryError(f"{self.what}: cannot connect: {exc}") from None
+            raise _setup_error(self.what, exc) from None
         try:
             producer.list_topics(self.topic, timeout=self.bootstrap_timeout_ms / 1000)
         except ck.KafkaException as exc:
