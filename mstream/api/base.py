@@ -24,8 +24,9 @@ import json
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -360,37 +361,19 @@ class ApiHandler(RequestHandler):
     async def blocking(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn`` in the executor (never on the IOLoop); map mstream errors to HTTP."""
         loop = IOLoop.current()
-        try:
-            return await loop.run_in_executor(self.ctx.executor, lambda: fn(*args, **kwargs))
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            mapped = to_api_error(exc)
-            if mapped is None:
-                raise
-            raise mapped from None
+        return await self.lifecycle(
+            loop.run_in_executor(self.ctx.executor, lambda: fn(*args, **kwargs))
+        )
 
     async def lifecycle(self, operation: Awaitable[T]) -> T:
         """Await a job manager coroutine (it runs on this loop); map mstream errors to HTTP."""
-        try:
+        with _as_api_errors():
             return await operation
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            mapped = to_api_error(exc)
-            if mapped is None:
-                raise
-            raise mapped from None
 
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a quick, non-blocking ``fn`` on the loop; map mstream errors to HTTP."""
-        try:
+        with _as_api_errors():
             return fn(*args, **kwargs)
-        except Exception as exc:
-            mapped = to_api_error(exc)
-            if mapped is None:
-                raise
-            raise mapped from None
 
     # -- response ------------------------------------------------------------------------
 
@@ -458,6 +441,20 @@ class ApiHandler(RequestHandler):
 
     def on_connection_close(self) -> None:
         """Nothing to clean up: blocking work finishes in the executor."""
+
+
+@contextmanager
+def _as_api_errors() -> Iterator[None]:
+    """Raise mstream errors as the API's HTTP errors (others go on as they are)."""
+    try:
+        yield
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        mapped = to_api_error(exc)
+        if mapped is None:
+            raise
+        raise mapped from None
 
 
 def _guarded(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from mstream.config.model import ServiceConfig
+from mstream.core.json_types import json_type
 from mstream.errors import ConfigError
 
 MAX_SAMPLES = 20
@@ -71,24 +72,6 @@ def sample(service: ServiceConfig, resource: str, count: int) -> list[Any]:
     return found[1](service, resource, count)
 
 
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, Mapping):
-        return "object"
-    return type(value).__name__  # ObjectId, datetime, Decimal128, ...
-
-
 def describe_fields(documents: Iterable[Any]) -> list[dict[str, Any]]:
     """Field paths with their types and how many documents have them - never values."""
     seen: dict[str, tuple[set[str], int]] = {}
@@ -98,7 +81,7 @@ def describe_fields(documents: Iterable[Any]) -> list[dict[str, Any]]:
         for key, item in value.items():
             path = f"{prefix}{key}"
             types, present = seen.get(path, (set(), 0))
-            types.add(_type_name(item))
+            types.add(json_type(item))
             if path not in counted:
                 counted.add(path)
                 present += 1

@@ -15,6 +15,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from mstream.core.json_types import json_type
+
 ASSERT_TYPES = ("equals", "contains", "type_matches", "gt", "gte", "lt", "lte")
 _MISSING = object()
 _PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
@@ -35,22 +37,6 @@ def lookup(document: Any, path: str) -> Any:
     return value
 
 
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object" if isinstance(value, Mapping) else type(value).__name__
-
-
 def _shown(value: Any) -> str:
     if value is _MISSING:
         return "nothing (missing)"
@@ -59,7 +45,7 @@ def _shown(value: Any) -> str:
 
 def _holds(kind: str, actual: Any, expected: Any) -> bool:
     if kind == "equals":
-        return bool(actual == expected and _type_name(actual) == _type_name(expected)) or (
+        return bool(actual == expected and json_type(actual) == json_type(expected)) or (
             isinstance(actual, int | float)
             and isinstance(expected, int | float)
             and not isinstance(actual, bool)
@@ -71,9 +57,9 @@ def _holds(kind: str, actual: Any, expected: Any) -> bool:
             return isinstance(expected, str) and expected in actual
         return isinstance(actual, list) and expected in actual
     if kind == "type_matches":
-        wanted = expected if isinstance(expected, str) else _type_name(expected)
-        return _type_name(actual) == wanted or (
-            wanted == "number" and _type_name(actual) == "integer"
+        wanted = expected if isinstance(expected, str) else json_type(expected)
+        return json_type(actual) == wanted or (
+            wanted == "number" and json_type(actual) == "integer"
         )
     numbers = (int, float)
     if not isinstance(actual, numbers) or isinstance(actual, bool):

@@ -23,6 +23,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from mstream.core.json_types import json_type
 from mstream.errors import ConfigError, ScriptError
 from mstream.transform.assertions import check_case, uncovered_fields
 
@@ -103,8 +104,7 @@ def _schema_of(value: Any) -> dict[str, Any]:
         return {"type": "object", "properties": {k: _schema_of(v) for k, v in value.items()}}
     if isinstance(value, list):
         return {"type": "array", "items": _schema_of(value[0]) if value else {}}
-    kinds = {bool: "boolean", int: "integer", float: "number", str: "string"}
-    return {"type": "null" if value is None else kinds.get(type(value), "string")}
+    return {"type": json_type(value)}
 
 
 def _empty_like(value: Any) -> Any:
