@@ -469,6 +469,11 @@ def test_stop_mid_stream_then_resume(
     assert len(first_run) < total
     saved = store.latest("resume")
     assert saved is not None and set(saved.position) == {topic}
+    # a partition the checkpoint has no position for resumes from the group's commit
+    starts = {
+        str(p): offset for p, offset in committed(kafka_bootstrap, unique_name, topic).items()
+    }
+    starts.update(saved.position[topic])
 
     second = connector(services, definition("second.jsonl"), store)
     second.start()
@@ -485,7 +490,7 @@ def test_stop_mid_stream_then_resume(
     finally:
         assert second.stop(drain=True)
     second_run = file_numbers(tmp_path / "second.jsonl")
-    tail_check(first_run, second_run, 2, total, saved.position[topic])
+    tail_check(first_run, second_run, 2, total, starts)
     latest = store.latest("resume")
     assert latest is not None
     assert latest.position == {topic: {str(p): o for p, o in ends.items()}}
