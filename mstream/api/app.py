@@ -50,6 +50,12 @@ from mstream.api.saved import (
     WorkspaceHandler,
     WorkspacesHandler,
 )
+from mstream.api.schemas import (
+    SchemaConvertHandler,
+    SchemaFillHandler,
+    ServiceSchemaHandler,
+    ServiceSchemasHandler,
+)
 from mstream.api.transform import (
     TransformRunHandler,
     TransformTestGenerateHandler,
@@ -86,6 +92,10 @@ ROUTES: list[tuple[str, type[RequestHandler]]] = [
     ("/jobs/{name}/dead-letters/replay", DeadLetterReplayHandler),
     ("/services", ServicesHandler),
     ("/services/{name}", ServiceHandler),
+    ("/services/{name}/schemas", ServiceSchemasHandler),
+    ("/services/{name}/schemas/{resource}", ServiceSchemaHandler),
+    ("/schema/fill", SchemaFillHandler),
+    ("/schema/convert", SchemaConvertHandler),
     ("/services/{name}/resources", ResourcesHandler),
     ("/services/{name}/resources/{resource}", ResourceHandler),
     ("/services/{name}/resources/{resource}/schema", ResourceSchemaHandler),

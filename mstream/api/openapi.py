@@ -670,6 +670,81 @@ _DOCUMENT: dict[str, Any] = {
                 },
             },
         },
+        "/services/{name}/schemas": {
+            "parameters": [_NAME_PARAM],
+            "get": {
+                "summary": "Schemas a MongoDB (schema documents) or Pub/Sub (registry) service keeps",
+                "responses": {
+                    "200": _json({"type": "object"}, "id, name, encoding of each"),
+                    "400": _error("The provider keeps no schemas"),
+                    **_AUTH_ERRORS,
+                    "404": _error("No such service"),
+                },
+            },
+            "post": {
+                "summary": "Save a schema {id?, name, encoding: avro|json, definition} (checked "
+                "first; MongoDB replaces by id, Pub/Sub answers 409 when it exists)",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                "responses": {
+                    "201": _json({"type": "object"}, "Saved"),
+                    "400": _error("Bad schema (the field is named)"),
+                    **_AUTH_ERRORS,
+                    "404": _error("No such service"),
+                    "409": _error("It exists (Pub/Sub)"),
+                },
+            },
+        },
+        "/services/{name}/schemas/{resource}": {
+            "parameters": [_NAME_PARAM, {**_RESOURCE_PARAM, "description": "The schema's id"}],
+            "get": {
+                "summary": "One schema with its definition",
+                "responses": {
+                    "200": _json({"type": "object"}, "The schema"),
+                    **_AUTH_ERRORS,
+                    "404": _error("None"),
+                },
+            },
+            "delete": {
+                "summary": "Delete a schema",
+                "responses": {
+                    "204": {"description": "Deleted"},
+                    **_AUTH_ERRORS,
+                    "404": _error("None"),
+                },
+            },
+        },
+        "/schema/fill": {
+            "post": {
+                "summary": "Synthetic events valid for an Avro schema or a JSON Schema "
+                "({encoding, definition, count ≤ 100, seed})",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                "responses": {
+                    "200": _json({"type": "object"}, "events"),
+                    "400": _error("Bad schema"),
+                    **_AUTH_ERRORS,
+                },
+            }
+        },
+        "/schema/convert": {
+            "post": {
+                "summary": "JSON Schema → Avro or Avro → JSON Schema ({from, to, definition, name?})",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                "responses": {
+                    "200": _json({"type": "object"}, "The converted definition"),
+                    "400": _error("Not convertible (the path is named)"),
+                    **_AUTH_ERRORS,
+                },
+            }
+        },
         "/services/{name}/resources": {
             "parameters": [_NAME_PARAM],
             "get": {
