@@ -629,3 +629,23 @@ def test_the_playground_runs_a_script_on_a_real_sample_and_keeps_a_passing_test(
     assert wait(page, lambda d: "saved" in text_of(d, "#notices"))
     suites = api(service, "GET", "/test-suites").json()["test_suites"]
     assert [s["cases"] for s in suites] == [1]
+
+
+def test_the_resource_browser_shows_samples_and_fields(
+    page: Any, service: ServiceThread, tmp_path: Path
+) -> None:
+    live = tmp_path / "out" / "live.jsonl"
+    wait(page, lambda d: live.exists() and live.stat().st_size > 0)
+    page.get(service.url + "/#/resources")
+    page.execute_script(
+        "const s = document.getElementById('rb-service'); s.value = 'files';"
+        "s.dispatchEvent(new Event('change'));"
+    )
+    button = '#rb-list button[data-resource="live.jsonl"]'
+    wait(page, lambda d: css(d, button))
+    one(page, button).click()
+    assert wait(page, lambda d: '"seen": true' in text_of(d, "#rb-samples"))
+    assert wait(
+        page, lambda d: "seen" in text_of(d, "#rb-fields") and "boolean" in text_of(d, "#rb-fields")
+    )
+    screenshot(page, tmp_path, "resources")

@@ -1459,6 +1459,81 @@ function newServiceView() {
 }
 
 // ---------------------------------------------------------------------------------------
+// Resource browser
+
+function resourcesView() {
+  const serviceSel = h("select", { id: "rb-service" });
+  const list = h("ul", { class: "resource-list", id: "rb-list" });
+  const heading = h("h2", { id: "rb-heading", text: "Pick a resource" });
+  const fieldsBody = h("tbody");
+  const fields = h("table", { class: "grid", id: "rb-fields", hidden: true },
+    h("thead", {}, h("tr", {}, ["Field", "Types", "Present in"].map((t) => h("th", { scope: "col", text: t })))), fieldsBody);
+  const samples = h("pre", { class: "code", id: "rb-samples" });
+  const problem = h("div", { class: "error-box", role: "alert", hidden: true });
+
+  async function show(resource) {
+    problem.hidden = true;
+    setText(heading, resource.name);
+    const path = `services/${seg(serviceSel.value)}/resources/${encodeURIComponent(resource.name)}`;
+    try {
+      const answer = await api("GET", `${path}?limit=5`);
+      setText(samples, answer.script !== undefined ? answer.script : formatJson(answer.samples));
+      fields.hidden = true;
+      if (answer.script === undefined) {
+        const schema = await api("GET", `${path}/schema?sample_size=100`);
+        fieldsBody.replaceChildren(...schema.fields.map((f) =>
+          h("tr", {}, td("Field", h("code", { text: f.name })), td("Types", f.types.join(" | ")),
+            td("Present in", `${Math.round(f.presence * 100)}% of ${schema.sampled}`))));
+        fields.hidden = !schema.fields.length;
+      }
+    } catch (err) {
+      setText(problem, err.message);
+      problem.hidden = false;
+    }
+  }
+
+  async function load() {
+    list.replaceChildren();
+    if (!serviceSel.value) return;
+    try {
+      const answer = await api("GET", `services/${seg(serviceSel.value)}/resources`);
+      list.replaceChildren(...answer.resources.map((r) =>
+        h("li", {}, h("button", { type: "button", class: "link", "data-resource": r.name,
+          text: `${r.name} (${r.kind})`, onclick: () => show(r) }))));
+    } catch (err) {
+      setText(problem, err.message);
+      problem.hidden = false;
+    }
+  }
+  serviceSel.addEventListener("change", load);
+
+  return {
+    title: "Resources",
+    nav: "resources",
+    async mount() {
+      try {
+        const answer = await api("GET", "services");
+        const usable = (answer.services || []).filter((s) => ["mongodb", "kafka", "pubsub", "file", "udf"].includes(s.provider));
+        serviceSel.replaceChildren(...usable.map((s) => h("option", { value: s.name, text: `${s.name} (${s.provider})` })));
+        await load();
+      } catch {
+        /* the header shows connection problems */
+      }
+    },
+    render() {
+      return [
+        h("div", { class: "page-head" }, h("h1", { tabindex: "-1", text: "Resources" })),
+        h("section", { class: "panel" },
+          h("p", { class: "hint", text: "What a service holds, a few sample events (masked, capped; nothing is acknowledged or consumed) and the fields they have — types and presence, never values." }),
+          h("div", { class: "field-inline" }, h("label", { for: "rb-service", text: "Service" }), serviceSel),
+          list),
+        h("section", { class: "panel" }, heading, problem, h("div", { class: "table-wrap" }, fields), samples),
+      ];
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------
 // Transform playground
 
 const PLAYGROUND_SCRIPTS = {
@@ -1670,6 +1745,7 @@ function viewFor(hash) {
   if (path === "/new-job") return newJobView();
   if (path === "/new-service") return newServiceView();
   if (path === "/playground") return playgroundView();
+  if (path === "/resources") return resourcesView();
   return overviewView();
 }
 
