@@ -219,3 +219,35 @@ def test_cli_validate_ok(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "OK (2 services, 1 connectors)" in done.stdout
+
+
+def test_validation_names_a_misspelled_step_key_and_an_unknown_generator_shape() -> None:
+    raw = {
+        "services": [{"name": "g", "provider": "generator"}, {"name": "o", "provider": "stdout"}],
+        "connectors": [
+            {
+                "name": "c",
+                "source": {"service_name": "g", "resource": "counter", "output_encodng": "json"},
+                "sinks": [{"service_name": "o", "output_encoding": "json"}],
+            },
+            {
+                "name": "d",
+                "source": {"service_name": "g", "resource": "user", "output_encoding": "json"},
+                "sinks": [{"service_name": "o", "output_encoding": "json"}],
+            },
+        ],
+    }
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw, "t.toml", {})
+    problems = info.value.problems
+    assert "t.toml: connectors[0].source.output_encoding: missing required field" in problems
+    assert any(
+        p.startswith(
+            "t.toml: connectors[0].source.output_encodng: unknown field (did you mean 'output_encoding'?"
+        )
+        for p in problems
+    )
+    assert (
+        "t.toml: connectors[1].source.resource: did you mean 'users'? provider 'generator' has no "
+        "resource 'user' (expected: users, orders, counter)" in problems
+    )

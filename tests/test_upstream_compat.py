@@ -255,8 +255,8 @@ def test_unknown_keys_say_what_the_original_would_do() -> None:
     assert info.value.problems == [
         f"<memory>: services[0].foo: unknown field ({hint}; known for provider 'generator': "
         "chunk_size, count, invalid_every, rate)",
-        f"<memory>: connectors[0].checkpoint.interval: unknown field ({hint}; known: enabled, "
-        "interval_ms)",
+        f"<memory>: connectors[0].checkpoint.interval: unknown field (did you mean 'interval_ms'? "
+        f"{hint}; known: enabled, interval_ms)",
         f"<memory>: system.workspaces.x: unknown field ({hint}; known: resource, service_name)",
     ]
 

@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Collection, Mapping
 from typing import Any
@@ -260,14 +261,19 @@ def flatten_errors(messages: Any, prefix: str = "") -> list[str]:
     return lines
 
 
-def unknown_field(known: Any, label: str = "known") -> str:
-    """The message for an unknown key: what the original would do, and the known keys.
+def unknown_field(known: Any, label: str = "known", key: str | None = None) -> str:
+    """The message for an unknown key: the nearest known key, what the original would do,
+    and the known keys.
 
     Example:
         >>> unknown_field(["name", "provider"])
         'unknown field (the Rust original ignores unknown keys; remove it or check its spelling; known: name, provider)'
+        >>> unknown_field(["output_encoding", "resource"], key="output_encodng")
+        "unknown field (did you mean 'output_encoding'? the Rust original ignores unknown keys; remove it or check its spelling; known: output_encoding, resource)"
     """
-    return f"unknown field ({UNKNOWN_KEY_HINT}; {label}: {', '.join(sorted(known))})"
+    near = difflib.get_close_matches(key, [str(k) for k in known], n=1, cutoff=0.75) if key else []
+    guess = f"did you mean {near[0]!r}? " if near else ""
+    return f"unknown field ({guess}{UNKNOWN_KEY_HINT}; {label}: {', '.join(sorted(known))})"
 
 
 def _nested_schema(schema: Schema, key: str) -> Schema | None:
@@ -295,7 +301,7 @@ def _explain_unknown(
         if isinstance(key, int):  # an item of a list of tables: the same schema
             out[key] = _explain_unknown(value, schema, label, known)
         elif value == ["Unknown field."]:
-            out[key] = [unknown_field(schema.fields if known is None else known, label)]
+            out[key] = [unknown_field(schema.fields if known is None else known, label, str(key))]
         else:
             out[key] = _explain_unknown(value, _nested_schema(schema, key))
     return out
@@ -344,7 +350,7 @@ def _parse_step(
     from mstream.providers import get_provider
 
     problems: list[str] = []
-    base_keys = {"service_name", "resource", "input_encoding", "output_encoding", "schema_id"}
+    base_keys = set(STEP_KEYS)
     extra = {k: v for k, v in raw.items() if k not in base_keys}
     service = services.get(raw["service_name"])
     if service is None:
@@ -364,11 +370,19 @@ def _parse_step(
         )
     if spec.needs_resource and not raw.get("resource"):
         problems.append(f"{path}.resource: missing required field for provider {spec.name!r}")
+    resource = raw.get("resource")
+    if spec.resources is not None and resource and resource not in spec.resources:
+        near = difflib.get_close_matches(str(resource), spec.resources, n=1, cutoff=0.6)
+        guess = f"did you mean {near[0]!r}? " if near else ""
+        problems.append(
+            f"{path}.resource: {guess}provider {spec.name!r} has no resource {str(resource)[:60]!r} "
+            f"(expected: {', '.join(spec.resources)})"
+        )
     options: dict[str, Any] = {}
     if extra:
         if spec.step_options is None:
             for key in sorted(extra):
-                problems.append(f"{path}.{key}: {unknown_field(base_keys)}")
+                problems.append(f"{path}.{key}: {unknown_field(base_keys, key=key)}")
         else:
             step_schema = spec.step_options()
             try:
@@ -388,6 +402,29 @@ def _parse_step(
     return step, problems
 
 
+STEP_KEYS = ("service_name", "resource", "input_encoding", "output_encoding", "schema_id")
+
+
+def _misspelled_step_keys(raw: Any, path: str) -> list[str]:
+    """Step keys that look like a misspelled step field (``output_encodng``), so a "missing
+    required field" is reported with the key that was meant for it."""
+    if not isinstance(raw, Mapping):
+        return []
+    steps: list[tuple[str, Any]] = [(_path(path, "source"), raw.get("source"))]
+    for group in ("middlewares", "sinks"):
+        items = raw.get(group)
+        if isinstance(items, list):
+            steps += [(f"{_path(path, group)}[{i}]", s) for i, s in enumerate(items)]
+    problems = []
+    for where, step in steps:
+        if not isinstance(step, Mapping):
+            continue
+        for key in step:
+            if key not in STEP_KEYS and difflib.get_close_matches(str(key), STEP_KEYS, 1, 0.75):
+                problems.append(f"{where}.{key}: {unknown_field(STEP_KEYS, key=str(key))}")
+    return problems
+
+
 def parse_connector(
     raw: Any, services: Mapping[str, ServiceConfig], path: str = ""
 ) -> ConnectorConfig:
@@ -396,7 +433,10 @@ def parse_connector(
     Raises:
         ConfigError: one line per problem, each with its path.
     """
-    data = _load(ConnectorSchema(), raw, path)
+    try:
+        data = _load(ConnectorSchema(), raw, path)
+    except ConfigError as exc:
+        raise ConfigError(exc.problems + _misspelled_step_keys(raw, path)) from None
 
     def p(key: str) -> str:
         return _path(path, key)

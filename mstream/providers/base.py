@@ -189,6 +189,8 @@ class ProviderSpec:
     step_options: type[Schema] | None = None
     needs_resource: bool = True
     describe: Callable[[Mapping[str, Any]], str] | None = None
+    resources: tuple[str, ...] | None = None
+    """The only resources a step of this provider may name (checked by validation), if fixed."""
 
     def roles(self) -> list[str]:
         """The roles this provider supports, for error messages."""

@@ -171,4 +171,5 @@ PROVIDER = ProviderSpec(
     service_schema=GeneratorServiceSchema,
     source=_make_source,
     needs_resource=False,
+    resources=SHAPES,
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -214,6 +215,29 @@ PLAIN_OPTIONS = (
 SECRET_FIELDS = frozenset({"sasl.password", "ssl.key.password"})
 
 
+def compact_keys(keys: list[str]) -> str:
+    """Keys grouped by their first dotted part, for a short error message.
+
+    Example:
+        >>> compact_keys(["sasl.mechanism", "sasl.password", "group.id", "client"])
+        'client, group.id, sasl.{mechanism,password}'
+    """
+    groups: dict[str, list[str]] = {}
+    for key in sorted(keys):
+        head, _, rest = key.partition(".")
+        groups.setdefault(head if rest else key, []).append(rest)
+    parts = []
+    for head, rests in groups.items():
+        named = [r for r in rests if r]
+        if len(named) > 1:
+            parts.append(f"{head}.{{{','.join(named)}}}")
+        elif named:
+            parts.append(f"{head}.{named[0]}")
+        else:
+            parts.append(head)
+    return ", ".join(parts)
+
+
 def supported_keys() -> list[str]:
     """Every key a ``kafka`` service accepts, dotted keys first.
 
@@ -275,15 +299,21 @@ class KafkaServiceSchema(Schema):
                     self._problems[f'"{key}"'] = ["a librdkafka property is a string or a number"]
                 continue
             if option is None:
-                hint = (
-                    'kafka-python has no such setting; with client = "confluent" every '
-                    "librdkafka property passes through, as in the original"
-                    if "." in str(key)
-                    else "unknown key"
-                )
+                near = difflib.get_close_matches(str(key), supported_keys(), n=1, cutoff=0.8)
+                if near:
+                    hint = f"did you mean {near[0]!r}?"
+                elif "." in str(key):
+                    hint = (
+                        'kafka-python has no such setting; with client = "confluent" every '
+                        "librdkafka property passes through, as in the original"
+                    )
+                else:
+                    hint = "unknown key"
+                listed = compact_keys(supported_keys())
                 self._problems[f'"{key}"'] = [
-                    f"unsupported Kafka option ({hint}; supported with kafka-python: "
-                    f"{', '.join(supported_keys())})"
+                    f"unsupported Kafka option: {hint} (supported with kafka-python: {listed})"
+                    if near
+                    else f"unsupported Kafka option ({hint}; supported with kafka-python: {listed})"
                 ]
                 continue
             try:
