@@ -3,7 +3,7 @@
 Usage::
 
     mstream [--config mstream-config.toml] [--exit-when-done] [--safe-mode]  # the service
-    mstream validate --config FILE                              # check a config, run nothing
+    mstream validate --config FILE [--online]                   # check a config, run nothing
     mstream dlq list|replay|discard JOB [--ids 1,2]             # a running service's dead letters
     mstream test SUITE.json [--script FILE]                     # run a saved test suite (CI)
 
@@ -15,7 +15,9 @@ and a minimal ``GET /health`` need ``Authorization: Bearer <token>``. ``--api-ho
 with the dashboard URL and the ``curl`` header (:func:`mstream.api.access.ensure_token`).
 
 Exit codes: 0 success, 1 a job failed (with ``--exit-when-done``), 2 bad configuration
-(one line per problem on stderr, each naming file, path and what was expected).
+(one line per problem on stderr, each naming file, path and what was expected), 3 with
+``validate --online``: a service is unreachable or a resource is missing (a table of the
+checks, ✓ or ✗ with the reason, on stdout).
 """
 
 from __future__ import annotations
@@ -80,6 +82,12 @@ def _parser() -> argparse.ArgumentParser:
         "--safe-mode", action="store_true", help="start with every stored job stopped"
     )
     parser.add_argument("--no-api", action="store_true", help="run the jobs without the REST API")
+    parser.add_argument(
+        "--online",
+        action="store_true",
+        help="validate: also connect to each service and check topics, collections, "
+        "subscriptions, hosts and schemas (exit 3 when one is unreachable or missing)",
+    )
     return parser
 
 
@@ -104,7 +112,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "validate":
         counts = f"{len(config.services)} services, {len(config.connectors)} connectors"
         print(f"{args.config}: OK ({counts})")
-        return 0
+        if not args.online:
+            return 0
+        from mstream.online_check import check_online, table
+
+        checks = check_online(config)
+        print(table(checks))
+        failed = sum(1 for c in checks if not c.ok)
+        print(f"{len(checks) - failed} of {len(checks)} online checks passed")
+        return 3 if failed else 0
     setup_logging(args.log_level)
     from mstream.api.access import ensure_token
     from mstream.service import ServiceOptions, run_service
