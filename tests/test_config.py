@@ -251,3 +251,15 @@ def test_validation_names_a_misspelled_step_key_and_an_unknown_generator_shape()
         "t.toml: connectors[1].source.resource: did you mean 'users'? provider 'generator' has no "
         "resource 'user' (expected: users, orders, counter)" in problems
     )
+
+
+def test_the_readmes_validate_example_reports_every_error_at_once(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mstream.cli import main
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    block = readme.split("$ mstream validate --config broken.toml\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(Path(__file__).parent / "data")
+    assert main(["validate", "--config", "broken.toml"]) == 2
+    assert capsys.readouterr().err == block

@@ -425,6 +425,28 @@ def _misspelled_step_keys(raw: Any, path: str) -> list[str]:
     return problems
 
 
+def _undefined_services(raw: Any, path: str, services: Mapping[str, ServiceConfig]) -> list[str]:
+    """``service_name: no service named ...`` for every step of a connector that failed to
+    load, so a shape error elsewhere does not hide it."""
+    if not isinstance(raw, Mapping):
+        return []
+    steps: list[tuple[str, Any]] = [(_path(path, "source"), raw.get("source"))]
+    for group in ("middlewares", "sinks"):
+        items = raw.get(group)
+        if isinstance(items, list):
+            steps += [(f"{_path(path, group)}[{i}]", s) for i, s in enumerate(items)]
+    if isinstance(raw.get("dead_letter"), Mapping):
+        steps.append((_path(path, "dead_letter"), raw["dead_letter"]))
+    known = ", ".join(sorted(services)) or "none defined"
+    return [
+        f"{where}.service_name: no service named {step['service_name']!r} (services: {known})"
+        for where, step in steps
+        if isinstance(step, Mapping)
+        and isinstance(step.get("service_name"), str)
+        and step["service_name"] not in services
+    ]
+
+
 def parse_connector(
     raw: Any, services: Mapping[str, ServiceConfig], path: str = ""
 ) -> ConnectorConfig:
@@ -436,7 +458,9 @@ def parse_connector(
     try:
         data = _load(ConnectorSchema(), raw, path)
     except ConfigError as exc:
-        raise ConfigError(exc.problems + _misspelled_step_keys(raw, path)) from None
+        # report what else is wrong too: every error of the file at once
+        extra = _misspelled_step_keys(raw, path) + _undefined_services(raw, path, services)
+        raise ConfigError(exc.problems + [e for e in extra if e not in exc.problems]) from None
 
     def p(key: str) -> str:
         return _path(path, key)
