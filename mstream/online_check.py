@@ -15,12 +15,12 @@ Example:
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from mstream.config.model import Config, ServiceConfig, StepConfig
+from mstream.config.model import Config, ConnectorConfig, ServiceConfig, StepConfig
 from mstream.errors import MstreamError
 
 TIMEOUT = 3.0
@@ -195,6 +195,18 @@ def _step_checks(
 
         return [_attempt(label, f"{kind[:-1]} {step.resource!r} exists", pubsub)]
     return []
+
+
+def failures_of(
+    connectors: tuple[ConnectorConfig, ...], services: Mapping[str, ServiceConfig]
+) -> list[str]:
+    """The failed online checks of ``connectors`` (or, with none, of ``services``) as
+    ``online: subject: what: reason`` problem lines (``POST ...?check=online``)."""
+    used = {n for c in connectors for n in c.service_names()} if connectors else set(services)
+    config = Config(
+        services=tuple(s for n, s in services.items() if n in used), connectors=connectors
+    )
+    return [f"online: {c.subject}: {c.what}: {c.reason}" for c in check_online(config) if not c.ok]
 
 
 def check_online(config: Config) -> list[Check]:

@@ -649,3 +649,17 @@ def test_the_resource_browser_shows_samples_and_fields(
         page, lambda d: "seen" in text_of(d, "#rb-fields") and "boolean" in text_of(d, "#rb-fields")
     )
     screenshot(page, tmp_path, "resources")
+
+
+def test_the_service_form_shows_failed_online_checks(page: Any, service: ServiceThread) -> None:
+    page.get(service.url + "/#/new-service")
+    body = json.dumps(
+        {"name": "unreachable", "provider": "kafka", "bootstrap.servers": "127.0.0.1:1"}
+    )
+    page.execute_script("document.getElementById('service-form-json').value = arguments[0]", body)
+    one(page, "#service-form-online").click()
+    one(page, "#service-form-submit").click()
+    assert wait(
+        page, lambda d: "bootstrap servers 127.0.0.1:1 answer" in text_of(d, "#service-form-errors")
+    )
+    assert api(service, "GET", "/services/unreachable").status_code == 404

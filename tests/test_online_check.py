@@ -92,3 +92,50 @@ def test_online_checks_name_what_is_missing_and_pass_what_exists(
     out = capsys.readouterr().out
     assert "✗ services[0] kafka: bootstrap servers 127.0.0.1:1 answer" in out
     assert "k2m source: topic" not in out  # not checked on a service that did not answer
+
+
+def test_the_api_runs_the_online_checks_when_asked(
+    kafka_bootstrap: str, unique_name: str, tmp_path: Path
+) -> None:
+    import requests
+
+    from mstream.api.testing import ServiceThread
+    from mstream.config import parse_config
+    from mstream.service import ServiceOptions
+
+    headers = {"Content-Type": "application/json"}
+    config = parse_config({"system": {"data_dir": str(tmp_path / "data")}}, "t.toml", {})
+    with ServiceThread(config, ServiceOptions(api_port=0, data_dir=tmp_path / "data")) as svc:
+        kafka = {
+            "name": "kafka",
+            "provider": "kafka",
+            "bootstrap.servers": kafka_bootstrap,
+            "group.id": "g",
+        }
+        dead = {**kafka, "name": "dead", "bootstrap.servers": "127.0.0.1:1"}
+        refused = requests.post(
+            f"{svc.url}/services?check=online", json=dead, headers=headers, timeout=30
+        )
+        assert refused.status_code == 400 and "bootstrap servers 127.0.0.1:1" in refused.text
+        for service in (kafka, {"name": "out", "provider": "stdout"}):
+            created = requests.post(
+                f"{svc.url}/services?check=online", json=service, headers=headers, timeout=30
+            )
+            assert created.status_code == 201, created.text
+        job = {
+            "name": "k",
+            "source": {
+                "service_name": "kafka",
+                "resource": f"missing-{unique_name}",
+                "output_encoding": "json",
+            },
+            "sinks": [{"service_name": "out", "output_encoding": "json"}],
+        }
+        missing = requests.post(
+            f"{svc.url}/jobs?check=online", json=job, headers=headers, timeout=30
+        )
+        assert missing.status_code == 400 and f"no topic 'missing-{unique_name}'" in missing.text
+        bad = requests.post(
+            f"{svc.url}/jobs?check=sometimes", json=job, headers=headers, timeout=30
+        )
+        assert bad.status_code == 400 and "check" in bad.json()["error"]["fields"]

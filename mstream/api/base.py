@@ -343,6 +343,13 @@ class ApiHandler(RequestHandler):
                 400, f"request body is not valid JSON: {detail}", {"body": "invalid JSON"}
             ) from None
 
+    def _check_online(self) -> bool:
+        """``?check=online``: run the online checks before creating (offline ones always run)."""
+        value = self.get_query_argument("check", "offline")
+        if value not in ("offline", "online"):
+            raise ApiError(400, "check must be offline or online", {"check": f"got {value[:20]!r}"})
+        return value == "online"
+
     def has_body(self) -> bool:
         """Whether the request carried a (non-blank) body."""
         return self._too_large or bool(b"".join(self._chunks).strip())

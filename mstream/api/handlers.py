@@ -159,7 +159,8 @@ class JobsHandler(ApiHandler):
     async def post(self) -> None:
         """Validate the body like a ``[[connectors]]`` entry, create and start the job."""
         body = self.json_object()
-        connector = await self.lifecycle(self.manager.create_from_dict(body))
+        online = self._check_online()
+        connector = await self.lifecycle(self.manager.create_from_dict(body, online=online))
         self.set_header("Location", f"/jobs/{connector.name}")
         self.send_json(self.call(self.manager.describe, connector.name), 201)
 
@@ -266,7 +267,9 @@ class ServicesHandler(ApiHandler):
     async def post(self) -> None:
         """Validate the body like a ``[[services]]`` entry and store it encrypted."""
         body = self.json_object()
-        service = await self.lifecycle(self.manager.create_service(body))
+        service = await self.lifecycle(
+            self.manager.create_service(body, online=self._check_online())
+        )
         self.set_header("Location", f"/services/{service.name}")
         entry = self.call(self.manager.registry.masked, service.name)
         entry["used_by"] = []

@@ -74,6 +74,13 @@ _RESOURCE_PARAM: dict[str, Any] = {
     "description": "A collection, topic, subscription, script or file (URL-encoded)",
     "schema": {"type": "string"},
 }
+_CHECK_PARAM: dict[str, Any] = {
+    "name": "check",
+    "in": "query",
+    "description": "online: also connect and check its services, topics, collections, "
+    "subscriptions and schemas first (400 naming each failed check)",
+    "schema": {"enum": ["offline", "online"], "default": "offline"},
+}
 _AUTH_ERRORS = {
     "401": _error("Missing or wrong bearer token (when MSTREAM_API_TOKEN is set)."),
     "403": _error(
@@ -374,6 +381,7 @@ _DOCUMENT: dict[str, Any] = {
             },
             "post": {
                 "summary": "Create and start a job from a connector definition",
+                "parameters": [_CHECK_PARAM],
                 "requestBody": {
                     "required": True,
                     "content": {"application/json": {"schema": _ref("ConnectorDefinition")}},
@@ -850,6 +858,7 @@ _DOCUMENT: dict[str, Any] = {
             },
             "post": {
                 "summary": "Create a service (stored encrypted)",
+                "parameters": [_CHECK_PARAM],
                 "requestBody": {
                     "required": True,
                     "content": {"application/json": {"schema": _ref("ServiceDefinition")}},

@@ -71,6 +71,7 @@ from mstream.config.model import Config, ConnectorConfig, ServiceConfig
 from mstream.config.schema import parse_connector, parse_service
 from mstream.core import ConnectorCounters
 from mstream.errors import ConfigError, ConflictError, MstreamError, NotFoundError
+from mstream.online_check import failures_of
 from mstream.providers.mongodb import install_schema_collection
 from mstream.registry import ServiceRegistry
 from mstream.runtime.admission import check_files, check_service
@@ -163,7 +164,7 @@ class JobManager:
         """Every service by name (a snapshot)."""
         return self.registry.all()
 
-    async def create_service(self, raw: Any) -> ServiceConfig:
+    async def create_service(self, raw: Any, *, online: bool = False) -> ServiceConfig:
         """Validate a service definition (as in ``[[services]]``) and add it.
 
         Raises:
@@ -174,6 +175,10 @@ class JobManager:
         self.control.assert_on_loop()
         service = parse_service(raw, "")
         await self.control.io(check_service, service, self.config)
+        if online:
+            failed = await self.control.io(failures_of, (), {service.name: service})
+            if failed:
+                raise ConfigError(failed)
         if service.name in self._removing_services:
             raise ConflictError(f"service {service.name!r} is being deleted; try again")
         await self.control.io(self.registry.add, service, origin="api")
@@ -323,16 +328,26 @@ class JobManager:
             log.info("job %s started", definition.name)
         return connector
 
-    async def create_from_dict(self, raw: Any) -> Connector:
+    async def create_from_dict(self, raw: Any, *, online: bool = False) -> Connector:
         """Validate a connector definition (as in ``[[connectors]]``), then create and start it.
 
+        Args:
+            raw: the definition.
+            online: also run the online checks of its services and steps
+                (:mod:`mstream.online_check`) before creating it.
+
         Raises:
-            ConfigError: invalid definition (one ``path: message`` line per problem).
+            ConfigError: invalid definition (one ``path: message`` line per problem), or a
+                failed online check (``online: subject: what: reason``).
             ConflictError: a job with that name exists.
         """
         self.control.assert_on_loop()
         definition = parse_connector(raw, self.services, "")
         await self.control.io(check_files, definition, self.services)
+        if online:
+            failed = await self.control.io(failures_of, (definition,), self.services)
+            if failed:
+                raise ConfigError(failed)
         with self._exclusive(definition.name, "create"):
             connector = await self._create(definition, start=True, origin="api", persist=True)
         log.info("job %s created and started", definition.name)

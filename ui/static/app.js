@@ -1287,6 +1287,9 @@ function jsonForm({ id, label, help, initial, submitLabel, submit, extra = null 
   textarea.rows = Math.min(30, Math.max(12, initial.split("\n").length + 1));
   const errors = h("div", { id: `${id}-errors`, class: "error-box", role: "alert", hidden: true });
   const submitBtn = h("button", { type: "submit", class: "primary", id: `${id}-submit`, text: submitLabel });
+  const online = h("input", { type: "checkbox", id: `${id}-online` });
+  const onlineLabel = h("label", { class: "inline-check", for: `${id}-online` }, online,
+    " Check online first (connect to the services; missing topics, collections or hosts are reported)");
 
   function showErrors(message, fields) {
     errors.replaceChildren(h("p", { class: "error-message", text: message }), fieldList(fields) || "");
@@ -1317,7 +1320,7 @@ function jsonForm({ id, label, help, initial, submitLabel, submit, extra = null 
         if (body === undefined) return;
         submitBtn.disabled = true;
         try {
-          await submit(body);
+          await submit(body, online.checked);
         } catch (err) {
           showErrors(err.message, err.fields);
         } finally {
@@ -1334,6 +1337,7 @@ function jsonForm({ id, label, help, initial, submitLabel, submit, extra = null 
       "div",
       { class: "actions" },
       submitBtn,
+      onlineLabel,
       h("button", {
         type: "button",
         text: "Format JSON",
@@ -1404,8 +1408,8 @@ function newJobView() {
         ],
         initial: formatJson(initial),
         submitLabel: "Create and start job",
-        submit: async (body) => {
-          const job = await api("POST", "jobs", body);
+        submit: async (body, checkOnline) => {
+          const job = await api("POST", checkOnline ? "jobs?check=online" : "jobs", body);
           notify(`Job "${job.name}" created.`);
           location.hash = `#/jobs/${seg(job.name)}`;
         },
@@ -1434,8 +1438,8 @@ function newServiceView() {
     ],
     initial: formatJson(SERVICE_TEMPLATES.generator),
     submitLabel: "Create service",
-    submit: async (body) => {
-      const service = await api("POST", "services", body);
+    submit: async (body, checkOnline) => {
+      const service = await api("POST", checkOnline ? "services?check=online" : "services", body);
       notify(`Service "${service.name}" created.`);
       location.hash = "#/";
     },
