@@ -110,6 +110,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {problem}", file=sys.stderr)
         return 2
     if args.command == "validate":
+        from mstream.config.checks import offline_problems
+
+        problems = offline_problems(config)
+        for problem in problems:
+            print(f"error: {config.path}: {problem}", file=sys.stderr)
+        if problems:
+            return 2
         counts = f"{len(config.services)} services, {len(config.connectors)} connectors"
         print(f"{args.config}: OK ({counts})")
         if not args.online:

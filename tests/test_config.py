@@ -263,3 +263,41 @@ def test_the_readmes_validate_example_reports_every_error_at_once(
     monkeypatch.chdir(Path(__file__).parent / "data")
     assert main(["validate", "--config", "broken.toml"]) == 2
     assert capsys.readouterr().err == block
+
+
+def test_validate_reports_a_missing_or_broken_script_before_anything_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mstream.cli import main
+
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    (scripts / "broken.lua").write_text("function transform(data, attributes)\n  return result(\n")
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f"""
+[[services]]
+name = "scripts"
+provider = "udf"
+engine = {{ kind = "lua" }}
+script_path = "{scripts}"
+[[services]]
+name = "gen"
+provider = "generator"
+[[services]]
+name = "out"
+provider = "stdout"
+[[connectors]]
+name = "c"
+source = {{ service_name = "gen", resource = "counter", output_encoding = "json" }}
+middlewares = [
+  {{ service_name = "scripts", resource = "broken.lua", output_encoding = "json" }},
+  {{ service_name = "scripts", resource = "missing.lua", output_encoding = "json" }},
+]
+sinks = [{{ service_name = "out", output_encoding = "json" }}]
+"""
+    )
+    assert main(["validate", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "connectors[0].middlewares[0].resource: " in err and "broken.lua:3: syntax error" in err
+    assert "connectors[0].middlewares[1].resource: udf script 'missing.lua' not found" in err

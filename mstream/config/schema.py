@@ -18,6 +18,7 @@ Example:
     ...     print(exc)
     source.output_encoding: must be one of: json, bson, avro (got 'xml')
     sinks: must have at least 1 item
+    source.service_name: no service named 'nope' (services: gen, out)
 """
 
 from __future__ import annotations

@@ -433,8 +433,25 @@ def _make_middleware(service: ServiceConfig, step: StepConfig, ctx: StepContext)
     return ScriptMiddleware(service, step, ctx)
 
 
+def _check_step(service: ServiceConfig, resource: str) -> list[str]:
+    """The script a step names exists and compiles (offline validation)."""
+    folder = service.options.get("script_path")
+    try:
+        compile_resource(
+            folder,
+            resource,
+            limits_of(service),
+            kind=engine_kind(service),
+            sources=list(service.options.get("sources") or []),
+        )
+    except ConfigError as exc:
+        return list(exc.problems)
+    return []
+
+
 PROVIDER = ProviderSpec(
     name="udf",
     service_schema=UdfServiceSchema,
     middleware=_make_middleware,
+    check_step=_check_step,
 )

@@ -66,6 +66,7 @@ from typing import Any
 
 from tornado.locks import Condition
 
+from mstream.config.checks import connector_problems
 from mstream.config.compat import log_not_acted_on
 from mstream.config.model import Config, ConnectorConfig, ServiceConfig
 from mstream.config.schema import parse_connector, parse_service
@@ -344,6 +345,9 @@ class JobManager:
         self.control.assert_on_loop()
         definition = parse_connector(raw, self.services, "")
         await self.control.io(check_files, definition, self.services)
+        problems = await self.control.io(connector_problems, definition, self.services, "")
+        if problems:
+            raise ConfigError(problems)
         if online:
             failed = await self.control.io(failures_of, (definition,), self.services)
             if failed:
