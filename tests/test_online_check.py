@@ -4,6 +4,7 @@ missing or unreachable is named, and the exit code says which."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -139,3 +140,38 @@ def test_the_api_runs_the_online_checks_when_asked(
             f"{svc.url}/jobs?check=sometimes", json=job, headers=headers, timeout=30
         )
         assert bad.status_code == 400 and "check" in bad.json()["error"]["fields"]
+
+
+def test_a_change_stream_source_needs_a_replica_set(
+    mongodb_uri: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pymongo import MongoClient
+
+    client: Any = MongoClient(mongodb_uri, serverSelectionTimeoutMS=5000)
+    try:
+        replica_set = bool(client.admin.command("hello").get("setName"))
+    finally:
+        client.close()
+    config = tmp_path / "m.toml"
+    config.write_text(
+        f"""
+[[services]]
+name = "mongo"
+provider = "mongodb"
+connection_string = "{mongodb_uri}"
+db_name = "mstream_tests"
+[[services]]
+name = "out"
+provider = "stdout"
+[[connectors]]
+name = "cdc"
+source = {{ service_name = "mongo", resource = "users", output_encoding = "json" }}
+sinks = [{{ service_name = "out", output_encoding = "json" }}]
+"""
+    )
+    code = main(["validate", "--config", str(config), "--online"])
+    out = capsys.readouterr().out
+    if replica_set:  # the stand-in answers as a replica set: change streams work
+        assert code == 0 and "✓ connectors[0] cdc source: a replica set" in out
+    else:
+        assert code == 3 and "a standalone server has no change streams" in out
