@@ -119,7 +119,7 @@ def run_code_pipeline(events: int, batch: int, python: bool) -> float:
     from mstream.providers import get_provider
     from mstream.providers.base import Middleware, StepContext
     from mstream.providers.udf import PythonUDFMiddleware, UdfServiceSchema
-    from mstream.runtime.connector import source_observable
+    from mstream.runtime.source import source_observable
 
     counters = ConnectorCounters()
     ctx = StepContext("bench", "middleware", counters=counters)

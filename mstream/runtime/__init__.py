@@ -1,5 +1,6 @@
 """Running connectors: the pipeline builder, the dead-letter path and the job manager."""
 
+from mstream.runtime.blocking import BlockingJobs
 from mstream.runtime.connector import (
     COMPLETED,
     FAILED,
@@ -9,11 +10,11 @@ from mstream.runtime.connector import (
     STOPPED,
     STOPPING,
     Connector,
-    source_observable,
 )
 from mstream.runtime.control import ControlLoop
 from mstream.runtime.dead_letter import DeadLetterRouter, dead_letter_record
-from mstream.runtime.manager import BlockingJobs, JobManager
+from mstream.runtime.manager import JobManager
+from mstream.runtime.source import source_observable
 
 __all__ = [
     "COMPLETED",
