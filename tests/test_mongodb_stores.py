@@ -488,3 +488,60 @@ def test_service_keeps_everything_in_mongodb_across_a_restart(
     assert assert_contiguous(tmp_path / "out" / "a.jsonl") > before  # resumed, nothing lost
     assert_contiguous(tmp_path / "out" / "c.jsonl")
     assert not (tmp_path / "data" / "mstream.db").exists()
+
+
+def test_workspaces_and_test_suites_live_in_the_collections_system_names(
+    mongodb_uri: str, unique_name: str, tmp_path: Path
+) -> None:
+    import requests
+    from pymongo import MongoClient
+
+    from mstream.service import ServiceOptions
+
+    workspaces, suites = (
+        f"ws_{unique_name}".replace("-", "_"),
+        f"ts_{unique_name}".replace("-", "_"),
+    )
+    config = parse_config(
+        {
+            "services": [
+                {
+                    "name": "db",
+                    "provider": "mongodb",
+                    "connection_string": mongodb_uri,
+                    "db_name": "mstream_tests",
+                }
+            ],
+            "system": {
+                "data_dir": str(tmp_path / "data"),
+                "workspaces": {"service_name": "db", "resource": workspaces},
+                "test_suites": {"service_name": "db", "resource": suites},
+            },
+        },
+        str(tmp_path / "t.toml"),
+        {},
+    )
+    headers = {"Content-Type": "application/json"}
+    options = ServiceOptions(api_port=0, data_dir=tmp_path / "data")
+    with ServiceThread(config, options) as svc:
+        saved = requests.post(
+            f"{svc.url}/workspaces", json={"name": "PII"}, headers=headers, timeout=10
+        )
+        assert saved.status_code == 201, saved.text
+        suite = requests.post(
+            f"{svc.url}/test-suites",
+            json={"name": "s", "script": "x", "cases": []},
+            headers=headers,
+            timeout=10,
+        )
+        assert suite.status_code == 201, suite.text
+    mongo: Any = MongoClient(mongodb_uri, serverSelectionTimeoutMS=10_000)
+    try:
+        db = mongo["mstream_tests"]
+        assert [d["_id"] for d in db[workspaces].find({})] == [saved.json()["id"]]
+        assert db[suites].count_documents({}) == 1
+    finally:
+        mongo.close()
+    with ServiceThread(config, options) as svc:  # kept across restarts, read back from MongoDB
+        listed = requests.get(f"{svc.url}/workspaces", timeout=10).json()["workspaces"]
+        assert listed == [{"id": saved.json()["id"], "name": "PII"}]

@@ -12,7 +12,9 @@ not to be acted on. What differs:
   where the original would try to connect to the literal text) and reports every unset
   variable, also in ``mstream validate``.
 
-``[system.logs]`` sizes the log buffer behind ``GET /logs`` as in the original.
+``[system.logs]`` sizes the log buffer behind ``GET /logs`` and ``[system.workspaces]`` /
+``[system.test_suites]`` name the MongoDB collections of the playground's saved documents,
+as in the original.
 ``[system]`` sections that mstream accepts but treats differently (:data:`NOT_ACTED_ON`)
 are logged once at INFO when a job manager starts, so a migrated config is never silently
 half-read.
@@ -20,14 +22,12 @@ half-read.
 Example:
     >>> from mstream.config import parse_config
     >>> cfg = parse_config({"system": {"logs": {"buffer_capacity": 500},
-    ...     "workspaces": {"service_name": "db", "resource": "ws"}},
-    ...     "services": [{"name": "db", "provider": "mongodb",
-    ...                   "connection_string": "mongodb://h", "db_name": "d"}]})
+    ...     "generate_encryption_key": True}})
     >>> cfg.system.logs
     LogsConfig(buffer_capacity=500, stream_preload_count=100)
     >>> for line in not_acted_on(cfg.system):
     ...     print(line)
-    system.workspaces: accepted, differs (the original keeps workspaces in this MongoDB collection; mstream keeps them in its own state store, the embedded SQLite file)
+    system.generate_encryption_key: accepted, not acted on (the original ignores this key too (it has no such setting); both create the key file when it is missing, whatever this says)
 """
 
 from __future__ import annotations
@@ -40,14 +40,6 @@ UNKNOWN_KEY_HINT = "the Rust original ignores unknown keys; remove it or check i
 """Said with every unknown-key error."""
 
 NOT_ACTED_ON: dict[str, str] = {
-    "workspaces": (
-        "accepted, differs (the original keeps workspaces in this MongoDB collection; "
-        "mstream keeps them in its own state store, the embedded SQLite file)"
-    ),
-    "test_suites": (
-        "accepted, differs (the original keeps test suites in this MongoDB collection; "
-        "mstream keeps them in its own state store, the embedded SQLite file)"
-    ),
     "generate_encryption_key": (
         "accepted, not acted on (the original ignores this key too (it has no such "
         "setting); both create the key file when it is missing, whatever this says)"
@@ -64,8 +56,6 @@ def not_acted_on(system: SystemConfig) -> list[str]:
         []
     """
     present = {
-        "workspaces": system.workspaces is not None,
-        "test_suites": system.test_suites is not None,
         "generate_encryption_key": system.generate_encryption_key is not None,
     }
     return [f"system.{key}: {meaning}" for key, meaning in NOT_ACTED_ON.items() if present[key]]

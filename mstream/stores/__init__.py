@@ -27,7 +27,12 @@ from mstream.stores.dead_letters import (
     MemoryDeadLetterStore,
     SqliteDeadLetterStore,
 )
-from mstream.stores.documents import DocumentStore, MemoryDocumentStore, SqliteDocumentStore
+from mstream.stores.documents import (
+    DocumentStore,
+    MemoryDocumentStore,
+    RoutedDocumentStore,
+    SqliteDocumentStore,
+)
 from mstream.stores.memory import MemoryCheckpointStore, MemoryJobStore, MemoryServiceStore
 from mstream.stores.sqlite import (
     SqliteCheckpointStore,
@@ -72,6 +77,44 @@ class Stores:
 
     @classmethod
     def from_config(cls, config: Config, data_dir: str | Path) -> Stores:
+        """The stores ``[system]`` asks for (:meth:`_base_from_config`), with the playground's
+        workspaces and test suites in the MongoDB collections ``[system.workspaces]`` and
+        ``[system.test_suites]`` name, as in the original, when set.
+
+        Raises:
+            ConfigError: a ref names no ``mongodb`` service.
+            StoreError: a server cannot be reached, or the SQLite file cannot be opened.
+        """
+        stores = cls._base_from_config(config, data_dir)
+        kinds = {"workspaces": config.system.workspaces, "test-suites": config.system.test_suites}
+        routes: dict[str, Any] = {}
+        try:
+            for kind, ref in kinds.items():
+                if ref is None:
+                    continue
+                from mstream.stores.mongodb import MongoDocumentStore
+
+                label = f"system.{kind.replace('-', '_')}"
+                connection = _connect(config, ref, label)
+                connection.ping(label)
+                routes[kind] = MongoDocumentStore(connection, ref.resource, label)
+                log.info(
+                    "state store %s: MongoDB service %r, collection %r",
+                    label,
+                    ref.service_name,
+                    ref.resource,
+                )
+        except BaseException:
+            for route in routes.values():
+                route.close()
+            stores.close()
+            raise
+        if routes:
+            stores.documents = RoutedDocumentStore(routes, stores.documents)
+        return stores
+
+    @classmethod
+    def _base_from_config(cls, config: Config, data_dir: str | Path) -> Stores:
         """The stores ``[system]`` asks for: MongoDB where a ref is set, SQLite otherwise.
 
         Each ``mongodb`` service gets one client, shared by the stores that name it, and is
@@ -175,7 +218,13 @@ class Stores:
 
     def close(self) -> None:
         """Close every store (and the MongoDB clients and SQLite file behind them)."""
-        for store in (self.checkpoints, self.jobs, self.services):
+        for store in (
+            self.checkpoints,
+            self.jobs,
+            self.services,
+            self.dead_letters,
+            self.documents,
+        ):
             store.close()
         for store in (self.checkpoints, self.jobs, self.services):
             db = getattr(store, "db", None)

@@ -125,3 +125,45 @@ class SqliteDocumentStore(DocumentStore):
         found = self.get(kind, doc_id) is not None
         self.db.execute("DELETE FROM documents WHERE kind = ? AND id = ?", (kind, doc_id))
         return found
+
+
+class RoutedDocumentStore(DocumentStore):
+    """Some kinds in their own stores (MongoDB collections named by ``[system]``), the rest
+    in ``default``.
+
+    Args:
+        routes: kind -> a store of that one kind (``put(doc)``, ``get(id)``, ``all()``,
+            ``delete(id)``, ``close()``).
+        default: the store of every other kind.
+    """
+
+    def __init__(self, routes: Mapping[str, Any], default: DocumentStore) -> None:
+        self.routes = dict(routes)
+        self.default = default
+
+    def put(self, kind: str, document: Mapping[str, Any]) -> dict[str, Any]:
+        """Save in the kind's store."""
+        route = self.routes.get(kind)
+        return route.put(document) if route is not None else self.default.put(kind, document)  # type: ignore[no-any-return]
+
+    def get(self, kind: str, doc_id: str) -> dict[str, Any] | None:
+        """By id."""
+        route = self.routes.get(kind)
+        return route.get(doc_id) if route is not None else self.default.get(kind, doc_id)  # type: ignore[no-any-return]
+
+    def all(self, kind: str) -> list[dict[str, Any]]:
+        """Oldest first."""
+        route = self.routes.get(kind)
+        return route.all() if route is not None else self.default.all(kind)  # type: ignore[no-any-return]
+
+    def delete(self, kind: str, doc_id: str) -> bool:
+        """By id."""
+        route = self.routes.get(kind)
+        return (
+            bool(route.delete(doc_id)) if route is not None else self.default.delete(kind, doc_id)
+        )
+
+    def close(self) -> None:
+        """Close the routed stores (the default one is closed by its owner)."""
+        for route in self.routes.values():
+            route.close()

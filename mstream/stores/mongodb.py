@@ -34,6 +34,7 @@ Example (needs a server, so not run as a doctest)::
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -411,3 +412,51 @@ class MongoServiceStore(_MongoStore, ServiceStore):
 
 
 __all__ = ["MongoCheckpointStore", "MongoConnection", "MongoJobStore", "MongoServiceStore"]
+
+
+class MongoDocumentStore(_MongoStore):
+    """Saved documents of one kind (the original's ``[system.workspaces]`` or
+    ``[system.test_suites]`` collection): ``{_id: id, body: <JSON text>, seq}``.
+
+    Args:
+        connection: the service's connection.
+        collection: the collection name (the ref's ``resource``).
+        label: the store's name in messages (e.g. ``system.workspaces``).
+    """
+
+    default_label = "documents"
+
+    def put(self, document: Mapping[str, Any]) -> dict[str, Any]:
+        """Save (replace by id; an id is assigned when missing)."""
+        saved = dict(document)
+        if not saved.get("id"):
+            saved["id"] = f"{self.collection.name}-{os.urandom(4).hex()}"
+        text = orjson.dumps(saved).decode("utf-8")
+        self._call(
+            "saving a document",
+            lambda: self.collection.update_one(
+                {"_id": saved["id"]},
+                {"$set": {"body": text}, "$setOnInsert": {"seq": time.time()}},
+                upsert=True,
+            ),
+        )
+        return saved
+
+    def get(self, doc_id: str) -> dict[str, Any] | None:
+        """By id."""
+        found = self._call("reading a document", lambda: self.collection.find_one({"_id": doc_id}))
+        return None if found is None else self._loads(found.get("body"), f"document {doc_id!r}")
+
+    def all(self) -> list[dict[str, Any]]:
+        """Oldest first."""
+        rows = self._call(
+            "reading documents", lambda: list(self.collection.find({}).sort("seq", 1))
+        )
+        return [self._loads(row.get("body"), f"document {row['_id']!r}") for row in rows]
+
+    def delete(self, doc_id: str) -> bool:
+        """By id; whether it existed."""
+        result = self._call(
+            "deleting a document", lambda: self.collection.delete_one({"_id": doc_id})
+        )
+        return bool(result.deleted_count)
