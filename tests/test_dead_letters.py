@@ -26,11 +26,22 @@ from tests.waiting import wait_for
 JSON = {"Content-Type": "application/json"}
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def store(request: pytest.FixtureRequest) -> DeadLetterStore:
+@pytest.fixture(params=["memory", "sqlite", "mongodb"])
+def store(request: pytest.FixtureRequest) -> Any:
     if request.param == "memory":
-        return MemoryDeadLetterStore(limit=3)
-    return SqliteDeadLetterStore(SqliteDatabase(Path(tempfile.mkdtemp()) / "db"), limit=3)
+        yield MemoryDeadLetterStore(limit=3)
+    elif request.param == "sqlite":
+        yield SqliteDeadLetterStore(SqliteDatabase(Path(tempfile.mkdtemp()) / "db"), limit=3)
+    else:
+        from mstream.stores.mongodb import MongoConnection, MongoDeadLetterStore
+
+        uri = request.getfixturevalue("mongodb_uri")
+        name = request.getfixturevalue("unique_name").replace("-", "_")
+        kept = MongoDeadLetterStore(MongoConnection(uri, name, service_name="state"), "dl", limit=3)
+        try:
+            yield kept
+        finally:
+            kept.close()
 
 
 def test_the_store_is_bounded_counts_drops_and_filters(store: DeadLetterStore) -> None:

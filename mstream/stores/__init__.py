@@ -3,9 +3,10 @@
 :meth:`Stores.from_config` picks each store from ``[system]``: a MongoDB collection when
 ``[system.checkpoints]`` / ``[system.job_lifecycle]`` / ``[system.service_lifecycle]``
 names one, the embedded SQLite file under the data directory otherwise (mixing is fine).
-Dead letters and the playground's saved documents (test suites, workspaces) are kept in
-the embedded file when any store uses it, in memory when every store is in MongoDB (not
-yet in MongoDB).
+Dead letters are kept in the embedded file when any store uses it, else in MongoDB next to
+the checkpoints (``<collection>_dead_letters``); the playground's workspaces and test suites
+in the collections ``[system.workspaces]`` / ``[system.test_suites]`` name, else in the
+embedded file (in memory when every store is in MongoDB).
 
 Example:
     >>> stores = Stores.in_memory()
@@ -203,10 +204,20 @@ class Stores:
         if sqlite is not None:
             dead_letters, documents = SqliteDeadLetterStore(sqlite), SqliteDocumentStore(sqlite)
         else:
-            dead_letters, documents = MemoryDeadLetterStore(), MemoryDocumentStore()
+            from mstream.stores.mongodb import MongoDeadLetterStore
+
+            checkpoints_ref = refs["checkpoints"]
+            assert checkpoints_ref is not None  # every store is in MongoDB here
+            dead_letters = MongoDeadLetterStore(
+                connections[checkpoints_ref.service_name],
+                f"{checkpoints_ref.resource}_dead_letters",
+            )
+            documents = MemoryDocumentStore()
             log.info(
-                "dead letters, test suites and workspaces kept in memory (every state store "
-                "is in MongoDB)"
+                "dead letters kept in MongoDB next to the checkpoints (%s_dead_letters); test "
+                "suites and workspaces in [system.workspaces] / [system.test_suites], else in "
+                "memory",
+                checkpoints_ref.resource,
             )
         return cls(
             cast(CheckpointStore, checkpoints),

@@ -35,19 +35,22 @@ Example (needs a server, so not run as a doctest)::
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import orjson
 from bson.binary import Binary
-from pymongo import DESCENDING, MongoClient
+from pymongo import DESCENDING, MongoClient, ReturnDocument
 from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError, PyMongoError, ServerSelectionTimeoutError
 
 from mstream.errors import StoreError
 from mstream.stores.base import Checkpoint, CheckpointStore, JobStore, ServiceStore
+from mstream.stores.dead_letters import DEFAULT_LIMIT as DEFAULT_DEAD_LETTERS
+from mstream.stores.dead_letters import DeadLetterStore
 
 T = TypeVar("T")
 
@@ -460,3 +463,128 @@ class MongoDocumentStore(_MongoStore):
             "deleting a document", lambda: self.collection.delete_one({"_id": doc_id})
         )
         return bool(result.deleted_count)
+
+
+class MongoDeadLetterStore(_MongoStore, DeadLetterStore):
+    """Kept dead letters in a collection (next to the checkpoints: ``<collection>_dead_letters``):
+    ``{job, id, stage, reason, record: <JSON text>}``, plus one ``{_id: "seq:<job>"}`` counter
+    and one ``{_id: "drops:<job>"}`` tally per job.
+
+    Args:
+        connection: the service's connection.
+        collection: the collection name.
+        limit: records kept per job.
+    """
+
+    default_label = "dead letters"
+
+    def __init__(
+        self, connection: MongoConnection, collection: str, limit: int = DEFAULT_DEAD_LETTERS
+    ) -> None:
+        _MongoStore.__init__(self, connection, collection, None)
+        DeadLetterStore.__init__(self, limit)
+
+    def add(self, job: str, record: Mapping[str, Any]) -> int:
+        """Keep ``record``; drop (and count) the oldest beyond the limit."""
+        counter = self._call(
+            "numbering a dead letter",
+            lambda: self.collection.find_one_and_update(
+                {"_id": f"seq:{job}"},
+                {"$inc": {"n": 1}},
+                upsert=True,
+                return_document=ReturnDocument.AFTER,
+            ),
+        )
+        new_id = int(counter["n"])
+        document = {
+            "job": job,
+            "id": new_id,
+            "stage": str(record.get("stage", "")),
+            "reason": str(record.get("reason", "")),
+            "record": orjson.dumps(dict(record)).decode("utf-8"),
+        }
+        self._call("keeping a dead letter", lambda: self.collection.insert_one(document))
+        count = self._call(
+            "counting dead letters", lambda: self.collection.count_documents({"job": job})
+        )
+        extra = count - self.limit
+        if extra > 0:
+            oldest = self._call(
+                "finding the oldest dead letters",
+                lambda: [
+                    d["id"]
+                    for d in self.collection.find({"job": job}, {"id": 1})
+                    .sort("id", 1)
+                    .limit(extra)
+                ],
+            )
+            self._call(
+                "dropping dead letters",
+                lambda: self.collection.delete_many({"job": job, "id": {"$in": oldest}}),
+            )
+            self._call(
+                "counting dropped dead letters",
+                lambda: self.collection.update_one(
+                    {"_id": f"drops:{job}"}, {"$inc": {"n": len(oldest)}}, upsert=True
+                ),
+            )
+        return new_id
+
+    def _rows(
+        self, query: dict[str, Any], skip: int = 0, limit: int = 0, newest: bool = True
+    ) -> list[dict[str, Any]]:
+        def read() -> list[Document]:
+            cursor = self.collection.find(query).sort("id", -1 if newest else 1).skip(skip)
+            return list(cursor.limit(limit) if limit else cursor)
+
+        rows = self._call("reading dead letters", read)
+        return [{**self._loads(r.get("record"), "a dead letter"), "id": int(r["id"])} for r in rows]
+
+    def page(
+        self,
+        job: str,
+        *,
+        stage: str | None = None,
+        reason: str | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Newest first."""
+        query: dict[str, Any] = {"job": job}
+        if stage is not None:
+            query["stage"] = stage
+        if reason is not None:
+            query["reason"] = {"$regex": re.escape(reason)}
+        total = self._call("counting dead letters", lambda: self.collection.count_documents(query))
+        if limit <= 0:
+            return [], total
+        return self._rows(query, offset, limit), total
+
+    def get(self, job: str, ids: Sequence[int]) -> list[dict[str, Any]]:
+        """Oldest first."""
+        if not ids:
+            return []
+        return self._rows({"job": job, "id": {"$in": [int(i) for i in ids]}}, newest=False)
+
+    def delete(self, job: str, ids: Sequence[int] | None = None) -> int:
+        """Delete by id, or all of the job's (and its drop count)."""
+        query: dict[str, Any] = {"job": job}
+        if ids is not None:
+            if not ids:
+                return 0
+            query["id"] = {"$in": [int(i) for i in ids]}
+        result = self._call("deleting dead letters", lambda: self.collection.delete_many(query))
+        if ids is None:
+            self._call(
+                "resetting dropped dead letters",
+                lambda: self.collection.delete_one({"_id": f"drops:{job}"}),
+            )
+        return int(result.deleted_count)
+
+    def dropped(self, job: str) -> int:
+        """Dropped to stay within the limit."""
+        found = self._call(
+            "reading dropped dead letters",
+            lambda: self.collection.find_one({"_id": f"drops:{job}"}),
+        )
+        return int(found["n"]) if found else 0
