@@ -66,6 +66,7 @@ from mstream.providers import get_provider
 from mstream.providers.base import Middleware, Sink, Source, StepContext
 from mstream.runtime.dead_letter import DeadLetterRouter
 from mstream.runtime.source import source_observable
+from mstream.runtime.steps import build_steps
 from mstream.stores import CheckpointStore, DeadLetterStore, MemoryCheckpointStore
 
 log = logging.getLogger("mstream.connector")
@@ -80,12 +81,6 @@ FAILED = "failed"
 CREATED = "created"
 ACTIVE = (STARTING, RUNNING, RETRYING)
 """States in which a stop request reads as ``stopping``."""
-
-
-def _schema_for(
-    step: StepConfig, inherited: StepSchema | None, schemas: Mapping[str, StepSchema]
-) -> StepSchema | None:
-    return schemas[step.schema_id] if step.schema_id else inherited
 
 
 class Connector:
@@ -442,7 +437,6 @@ class Connector:
             source = source_factory(source_service, cfg.source, source_ctx)
             self._source = source
 
-            current = _schema_for(cfg.source, None, schemas)
             timer = self.scheduler
             if timer is None and cfg.batch is not None:
                 timer = EventLoopScheduler(
@@ -451,6 +445,9 @@ class Connector:
                     )
                 )
                 opened.append(_SchedulerCloser(timer))
+            steps, targets = build_steps(
+                self, schemas, reject, opened, self.counters, verify=cfg.verify_payloads
+            )
             pipeline: list[Any] = [
                 ops.batch(
                     cfg.batch.size if cfg.batch else None,
@@ -458,55 +455,8 @@ class Connector:
                     timer,
                 ),
                 ops.map_each(self._count_in),
-                ops.convert(
-                    cfg.source.output_encoding,
-                    reject.at("source"),
-                    schema=current,
-                    input_schema=current,
-                    verify=cfg.verify_payloads,
-                ),
+                *steps,
             ]
-            for i, step in enumerate(cfg.middlewares):
-                service = self._service(step.service_name)
-                factory = get_provider(service.provider).middleware
-                if factory is None:
-                    raise ConfigError(f"provider {service.provider!r} cannot be a middleware")
-                middleware = factory(service, step, self._context("middleware", i))
-                middleware.open()
-                opened.append(middleware)
-                input_schema = current
-                current = _schema_for(step, current, schemas)
-                pipeline.append(
-                    ops.middleware(
-                        middleware,
-                        reject.at(f"middlewares[{i}]"),
-                        input_encoding=step.input_encoding,
-                        input_schema=input_schema,
-                        counters=self.counters,
-                    )
-                )
-                pipeline.append(
-                    ops.convert(
-                        step.output_encoding,
-                        reject.at(f"middlewares[{i}].output"),
-                        schema=current,
-                        input_schema=current,
-                    )
-                )
-
-            targets = []
-            for i, step in enumerate(cfg.sinks):
-                sink = self._make_sink(step, self._context("sink", i))
-                sink.open()
-                opened.append(sink)
-                targets.append(
-                    ops.SinkTarget(
-                        sink,
-                        step.output_encoding,
-                        _schema_for(step, current, schemas),
-                        step.service_name,
-                    )
-                )
             pipeline.append(
                 ops.deliver(
                     targets,

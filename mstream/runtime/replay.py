@@ -32,12 +32,12 @@ import reactivex
 
 from mstream import operators as ops
 from mstream.core import Batch, ConnectorCounters, Event
-from mstream.encodings import StepSchema, encode
-from mstream.errors import ConfigError, MstreamError
-from mstream.providers import get_provider
+from mstream.encodings import encode
+from mstream.errors import MstreamError
 from mstream.providers.base import Middleware, Sink
-from mstream.runtime.connector import Connector, _schema_for
+from mstream.runtime.connector import Connector
 from mstream.runtime.dead_letter import DeadLetterRouter
+from mstream.runtime.steps import build_steps
 
 REPLAY_TIMEOUT = 120.0
 """Seconds a replay run may take before it is abandoned (its records stay kept)."""
@@ -120,72 +120,15 @@ def _replay_step(
     edits: Mapping[int, Any],
     outcome: ReplayOutcome,
 ) -> None:
-    cfg = connector.config
     counters = ConnectorCounters()
     store = connector.dead_letters
     reject = DeadLetterRouter(connector.name, counters, None, logger=connector.logger, store=store)
     schemas = connector._load_schemas()
     opened: list[Sink | Middleware] = []
     try:
-        pipeline: list[Any] = []
-        current: StepSchema | None = _schema_for(cfg.source, None, schemas)
-        first_middleware, sinks = _plan(step, len(cfg.middlewares), len(cfg.sinks))
-        if step == "source":
-            pipeline.append(
-                ops.convert(
-                    cfg.source.output_encoding,
-                    reject.at("source"),
-                    schema=current,
-                    input_schema=current,
-                    verify=True,
-                )
-            )
-        for i, mw_step in enumerate(cfg.middlewares):
-            input_schema = current
-            current = _schema_for(mw_step, current, schemas)
-            if first_middleware is None or i < first_middleware:
-                continue
-            resumes_at_output = step == f"middlewares[{i}].output"
-            if not resumes_at_output:
-                service = connector._service(mw_step.service_name)
-                factory = get_provider(service.provider).middleware
-                if factory is None:
-                    raise ConfigError(f"provider {service.provider!r} cannot be a middleware")
-                middleware = factory(service, mw_step, connector._context("middleware", i))
-                middleware.open()
-                opened.append(middleware)
-                pipeline.append(
-                    ops.middleware(
-                        middleware,
-                        reject.at(f"middlewares[{i}]"),
-                        input_encoding=mw_step.input_encoding,
-                        input_schema=input_schema,
-                        counters=counters,
-                    )
-                )
-            pipeline.append(
-                ops.convert(
-                    mw_step.output_encoding,
-                    reject.at(f"middlewares[{i}].output"),
-                    schema=current,
-                    input_schema=current,
-                )
-            )
-        targets = []
-        for i in sinks:
-            sink_step = cfg.sinks[i]
-            sink = connector._make_sink(sink_step, connector._context("sink", i))
-            sink.open()
-            opened.append(sink)
-            targets.append(
-                ops.SinkTarget(
-                    sink,
-                    sink_step.output_encoding,
-                    _schema_for(sink_step, current, schemas),
-                    sink_step.service_name,
-                    position=i,
-                )
-            )
+        pipeline, targets = build_steps(
+            connector, schemas, reject, opened, counters, resume=step, verify=True
+        )
         pipeline.append(ops.deliver(targets, reject, counters=counters))
         events, acks = [], []
         for record in records:
@@ -230,21 +173,3 @@ def _replay_step(
                 item.close()
             except Exception:
                 connector.logger.warning("replay: closing a step failed", exc_info=True)
-
-
-def _plan(step: str, middlewares: int, sinks: int) -> tuple[int | None, list[int]]:
-    """The first middleware to run (``None``: none) and the sinks a step resumes into.
-
-    Raises:
-        ConfigError: the step does not exist in the job (any more).
-    """
-    every = list(range(sinks))
-    if step == "source":
-        return 0, every
-    for i in range(middlewares):
-        if step in (f"middlewares[{i}]", f"middlewares[{i}].output"):
-            return i, every
-    for i in range(sinks):
-        if step == f"sinks[{i}]":
-            return None, [i]
-    raise ConfigError(f"step: the job has no step {step!r} (its definition changed?)")
