@@ -44,13 +44,19 @@ class SinkTarget:
 class _Completion:
     """Counts sink completions of one batch; the last one acknowledges the batch."""
 
-    __slots__ = ("batch", "failed", "lock", "remaining")
+    __slots__ = ("batch", "failed", "lock", "refused", "remaining")
 
     def __init__(self, batch: Batch, sinks: int) -> None:
         self.batch = batch
         self.remaining = sinks
         self.failed = False
+        self.refused: set[int] = set()  # ids of the batch's events some sink refused
         self.lock = threading.Lock()
+
+    def refuse(self, event_id: int) -> None:
+        """Note that a sink refused the batch's event with this id (it is not "out")."""
+        with self.lock:
+            self.refused.add(event_id)
 
     def sink_done(self) -> bool:
         """Count one sink as done; ``True`` for the last one of a batch that did not fail."""
@@ -144,14 +150,14 @@ def deliver(
                     return
                 finally:
                     slots.release()
-                if counters is not None:
-                    counters.record_out(len(batch.events))
+                if counters is not None:  # delivered to every sink: not refused by any
+                    counters.record_out(len(batch.events) - len(completion.refused))
                 with emit_lock:
                     if not state["failed"]:
                         observer.on_next(batch)
 
             def make_done(
-                completion: _Completion, sent: Batch, label_reject: Reject
+                completion: _Completion, sent: Batch, label_reject: Reject, origin: dict[int, int]
             ) -> Callable[[BaseException | None], None]:
                 def done(error: BaseException | None) -> None:
                     # Runs on the sink's own thread (a Kafka or Pub/Sub callback), where an
@@ -172,6 +178,7 @@ def deliver(
                             if pairs is None:
                                 pairs = [(event, str(error)) for event in sent.events]
                             for event, reason in pairs:
+                                completion.refuse(origin.get(id(event), id(event)))
                                 label_reject(event, reason, "sink")
                         else:
                             if completion.mark_failed():
@@ -197,11 +204,26 @@ def deliver(
                     return
                 for target, target_reject in zip(targets, sink_rejects, strict=True):
                     try:
+                        unconverted: set[int] = set()
+
+                        def refuse_conversion(
+                            event: Event,
+                            reason: str,
+                            stage: str,
+                            to: Reject = target_reject,
+                            seen: set[int] = unconverted,
+                        ) -> None:
+                            seen.add(id(event))
+                            completion.refuse(id(event))
+                            to(event, reason, stage)
+
                         events = convert_events(
-                            batch.events, target.encoding, target.schema, target_reject
+                            batch.events, target.encoding, target.schema, refuse_conversion
                         )
                         sent = batch if events is batch.events else batch.with_events(events)
-                        done = make_done(completion, sent, target_reject)
+                        kept = [e for e in batch.events if id(e) not in unconverted]
+                        origin = {id(c): id(o) for o, c in zip(kept, events, strict=False)}
+                        done = make_done(completion, sent, target_reject, origin)
                         if sent.events:
                             target.sink.write(sent, done)
                         else:

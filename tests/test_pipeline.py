@@ -306,3 +306,33 @@ def test_backpressure_bounds_in_flight_batches() -> None:
         slow.pending[released][1](None)
     assert finished.wait(5)
     thread.join(5)
+
+
+def test_events_out_counts_only_what_every_sink_took() -> None:
+    import reactivex
+
+    from mstream.core import ConnectorCounters
+    from mstream.errors import EventsRejectedError
+    from mstream.providers.base import Sink
+    from operators import SinkTarget, deliver
+
+    class RefuseOdd(Sink):
+        def write(self, batch: Batch, done: Any) -> None:
+            odd = [(e, "odd") for e in batch.events if e.doc["n"] % 2]
+            done(EventsRejectedError(odd) if odd else None)
+
+    class TakeAll(Sink):
+        def write(self, batch: Batch, done: Any) -> None:
+            done(None)
+
+    counters = ConnectorCounters()
+    events = [Event(b'{"n": %d}' % i, "json") for i in range(6)]
+    rejected: list[str] = []
+    reactivex.of(Batch.of(events, batched=False)).pipe(
+        deliver(
+            [SinkTarget(TakeAll(), "json"), SinkTarget(RefuseOdd(), "bson")],
+            lambda e, reason, stage: rejected.append(reason),
+            counters=counters,
+        )
+    ).subscribe()
+    assert counters.events_out == 3 and len(rejected) == 3  # the odd ones reached one sink only

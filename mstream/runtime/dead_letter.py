@@ -59,13 +59,18 @@ _SINK_STEP = re.compile(r"^(sinks\[\d+\])")
 
 def step_of(stage: str, reason: str) -> str:
     """The step a record resumes from when its caller did not say: a sink's from the
-    reason's ``sinks[i]`` prefix, the source's conversion otherwise.
+    reason's ``sinks[i]`` prefix (whatever the stage), the source's conversion otherwise.
 
     Example:
         >>> step_of("sink", "sinks[1] (mongo): duplicate key"), step_of("decode", "bad")
         ('sinks[1]', 'source')
+        >>> step_of("validate", "sinks[0] (kafka): field 'id': expected long")
+        'sinks[0]'
+
     """
-    found = _SINK_STEP.match(reason) if stage == "sink" else None
+    # a sink's reasons start with its step, also for a conversion it refused (stage
+    # ``validate`` / ``encode``): such a replay goes to that sink only
+    found = _SINK_STEP.match(reason)
     return found.group(1) if found else "source"
 
 
