@@ -17,6 +17,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from tests.servers.fixtures import REQUIRE_ENV, servers_required
+
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 EXPECTED = {
@@ -29,15 +31,13 @@ EXPECTED = {
 }
 SKIP_MARK = "SKIPPED:"
 """What ``real_servers.ipynb`` prints when its servers cannot be started here."""
-PLOTTING = ("plt.", ".plot(")
+PLOTTING = ("plt.", ".plot(", ".plot.")
 """A code cell containing one of these draws a picture."""
 BUDGET_SECONDS = 60
 
 
 def _text(output: nbformat.NotebookNode) -> str:
-    return "".join(output.get("text", "")) + "".join(
-        output.get("data", {}).get("text/plain", "")
-    )
+    return "".join(output.get("text", "")) + "".join(output.get("data", {}).get("text/plain", ""))
 
 
 @pytest.mark.notebooks
@@ -58,6 +58,8 @@ def test_notebook_runs(path: Path, tmp_path: Path) -> None:
     assert not [o for o in outputs if o.get("output_type") == "error"]
     skipped = [_text(o) for o in outputs if SKIP_MARK in _text(o)]
     if skipped:
+        if servers_required():  # the notebook raises then; never pass CI by skipping
+            pytest.fail(f"{skipped[0].strip()} ({REQUIRE_ENV}=1)", pytrace=False)
         pytest.skip(skipped[0].strip())
     for cell in code:
         if any(mark in cell.source for mark in PLOTTING):
