@@ -57,6 +57,18 @@ setup(
             "mypy>=1.10",
             "selenium>=4.20",
             "confluent-kafka>=2.4",
+            # the notebooks the suite executes (tests/test_notebooks.py) plot with these
+            "pandas>=2.1",
+            "matplotlib>=3.8",
+        ],
+        # `pip install -e '.[notebooks]'`, then `jupyter lab notebooks/`
+        "notebooks": [
+            "jupyterlab>=4.2",
+            "pandas>=2.1",
+            "matplotlib>=3.8",
+            "nbclient>=0.10",
+            "nbformat>=5.10",
+            "ipykernel>=6.29",
         ],
         "confluent": ["confluent-kafka>=2.4"],
         "rhai": [f"mstream-rhai @ {RHAI_EXTENSION}"],
