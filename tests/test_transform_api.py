@@ -244,3 +244,9 @@ def test_the_playground_runs_the_originals_rhai_scripts(url: str) -> None:
         {"script": "fn transform(data, attributes) { let x = ; }", "engine": "rhai"},
     )
     assert broken["valid"] is False and broken["errors"][0]["line"] == 1
+
+
+def test_a_misspelled_kafka_key_is_named_plainly_in_the_api_error(url: str) -> None:
+    body = {"name": "k", "provider": "kafka", "bootstrap.servers": "h:1", "sasl.pasword": "x"}
+    fields = post(url, "/services", body, 400)["error"]["fields"]
+    assert "did you mean 'sasl.password'?" in fields["sasl.pasword"]

@@ -132,11 +132,17 @@ class ApiError(HTTPError):
 
 
 def fields_from_problems(problems: list[str]) -> dict[str, str]:
-    """``path: message`` lines (from :class:`ConfigError`) as a field → message map."""
+    """``path: message`` lines (from :class:`ConfigError`) as a field → message map; a
+    dotted key quoted in the path (``"sasl.password"``) is named without its quotes.
+
+    Example:
+        >>> fields_from_problems(['"sasl.pasword": unsupported Kafka option'])
+        {'sasl.pasword': 'unsupported Kafka option'}
+    """
     out: dict[str, str] = {}
     for line in problems:
         path, sep, message = line.partition(": ")
-        key = path.strip() if sep else ""
+        key = path.strip().replace('"', "") if sep else ""
         text = message if sep else line
         if not key:
             key = "body"
