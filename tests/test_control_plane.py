@@ -427,3 +427,38 @@ def test_a_mongodb_source_on_a_dead_server_is_retrying_within_seconds(tmp_path: 
     finally:
         assert connector.stop(timeout=15)
     assert connector.state == "stopped"
+
+
+class SlowCheckpoints(MemoryCheckpointStore):
+    """Saves that wait until released once armed (a MongoDB store that stalls)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.armed = threading.Event()
+        self.saving = threading.Event()
+        self.release = threading.Event()
+
+    def save(self, job: str, position: Any, totals: Any = None) -> None:
+        if self.armed.is_set():
+            self.saving.set()
+            assert self.release.wait(30)
+        super().save(job, position, totals)
+
+
+def test_a_stop_during_a_slow_checkpoint_save_waits_for_it_and_keeps_the_final_one(
+    tmp_path: Path,
+) -> None:
+    config = generator_to_file(tmp_path, checkpoint={"enabled": True, "interval_ms": 50})
+    store = SlowCheckpoints()
+    connector = Connector(config.connectors[0], {s.name: s for s in config.services}, store)
+    connector.start()
+    wait_for(lambda: store.latest("job") is not None, 10, "a first checkpoint")
+    store.armed.set()
+    assert store.saving.wait(10)  # a periodic save is now stuck in the store
+    assert connector.stop(timeout=0.5) is False  # the stop waits for it, it is not lost
+    assert connector.state == "stopping"
+    store.release.set()
+    assert connector.wait(10) and connector.state == "stopped"
+    lines = (tmp_path / "out.jsonl").read_text().splitlines()
+    saved = store.latest("job")
+    assert saved is not None and saved.position == len(lines)  # the final save covers it all
