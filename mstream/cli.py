@@ -110,9 +110,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {problem}", file=sys.stderr)
         return 2
     if args.command == "validate":
+        from mstream import file_access
         from mstream.config.checks import offline_problems
+        from mstream.runtime.admission import check_files
+        from mstream.service import file_policy
 
-        problems = offline_problems(config)
+        # file paths against the file roots the service would have (and its protected files)
+        previous = file_access.current()
+        file_access.install(file_policy(config, args.data_dir))
+        try:
+            problems = offline_problems(config)
+            services = {s.name: s for s in config.services}
+            for c, connector in enumerate(config.connectors):
+                try:
+                    check_files(connector, services)
+                except ConfigError as exc:
+                    problems += [f"connectors[{c}].{p}" for p in exc.problems]
+        finally:
+            file_access.install(previous)
         for problem in problems:
             print(f"error: {config.path}: {problem}", file=sys.stderr)
         if problems:

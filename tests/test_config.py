@@ -301,3 +301,80 @@ sinks = [{{ service_name = "out", output_encoding = "json" }}]
     err = capsys.readouterr().err
     assert "connectors[0].middlewares[0].resource: " in err and "broken.lua:3: syntax error" in err
     assert "connectors[0].middlewares[1].resource: udf script 'missing.lua' not found" in err
+
+
+def test_a_source_that_reads_one_encoding_refuses_another_input_encoding() -> None:
+    raw = {
+        "services": [
+            {"name": "g", "provider": "generator"},
+            {
+                "name": "m",
+                "provider": "mongodb",
+                "connection_string": "mongodb://h",
+                "db_name": "d",
+            },
+            {"name": "o", "provider": "stdout"},
+        ],
+        "connectors": [
+            {
+                "name": "a",
+                "source": {
+                    "service_name": "g",
+                    "input_encoding": "avro",
+                    "output_encoding": "json",
+                },
+                "sinks": [{"service_name": "o", "output_encoding": "json"}],
+            },
+            {
+                "name": "b",
+                "source": {
+                    "service_name": "m",
+                    "resource": "c",
+                    "input_encoding": "json",
+                    "output_encoding": "json",
+                },
+                "sinks": [{"service_name": "o", "output_encoding": "json"}],
+            },
+            {
+                "name": "c",
+                "source": {
+                    "service_name": "m",
+                    "resource": "c",
+                    "input_encoding": "bson",
+                    "output_encoding": "json",
+                },
+                "sinks": [{"service_name": "o", "output_encoding": "json"}],
+            },
+        ],
+    }
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw, "t.toml", {})
+    assert info.value.problems == [
+        "t.toml: connectors[0].source.input_encoding: a generator source reads json, not 'avro' "
+        "(remove it, or set output_encoding to convert)",
+        "t.toml: connectors[1].source.input_encoding: a mongodb source reads bson, not 'json' "
+        "(remove it, or set output_encoding to convert)",
+    ]
+
+
+def test_validate_checks_file_paths_against_the_file_roots(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mstream.cli import main
+
+    (tmp_path / "files").mkdir()
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f"""
+[[services]]
+name = "files"
+provider = "file"
+base_dir = "{tmp_path / "files"}"
+[[connectors]]
+name = "c"
+source = {{ service_name = "files", resource = "in.jsonl", output_encoding = "json" }}
+sinks = [{{ service_name = "files", resource = "../escape.jsonl", output_encoding = "json" }}]
+"""
+    )
+    assert main(["validate", "--config", str(config)]) == 2
+    assert "connectors[0].sinks[0].resource: " in capsys.readouterr().err

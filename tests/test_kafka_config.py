@@ -283,6 +283,9 @@ def test_step_batch_mode_validated() -> None:
     ):
         parse_config(raw)
     raw["connectors"][0]["sinks"][0]["batch_mode"] = "messages"  # type: ignore[index]
+    with pytest.raises(ConfigError, match="'messages' has no effect without batching"):
+        parse_config(raw)
+    raw["connectors"][0]["batch"] = {"kind": "count", "size": 10}  # type: ignore[index]
     assert parse_config(raw).connectors[0].sinks[0].options == {"batch_mode": "messages"}
 
 

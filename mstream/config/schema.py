@@ -371,6 +371,13 @@ def _parse_step(
         )
     if spec.needs_resource and not raw.get("resource"):
         problems.append(f"{path}.resource: missing required field for provider {spec.name!r}")
+    read = raw.get("input_encoding")
+    if role == "source" and read and spec.source_encodings and read not in spec.source_encodings:
+        problems.append(
+            f"{path}.input_encoding: a {spec.name} source reads "
+            f"{' or '.join(spec.source_encodings)}, not {read!r} (remove it, or set "
+            "output_encoding to convert)"
+        )
     resource = raw.get("resource")
     if spec.resources is not None and resource and resource not in spec.resources:
         near = difflib.get_close_matches(str(resource), spec.resources, n=1, cutoff=0.6)
@@ -541,6 +548,14 @@ def parse_connector(
                 problems.append(
                     f"{p('dead_letter')}.service_name: provider {service.provider!r} cannot be a sink"
                 )
+    if data["batch"] is None:  # a sink's batch option that only applies to batches
+        for i, raw_sink in enumerate(data["sinks"]):
+            for key, value in (("batch_mode", "messages"), ("batch_layout", "array")):
+                if raw_sink.get(key) == value:
+                    problems.append(
+                        f"{p('sinks')}[{i}].{key}: {value!r} has no effect without batching "
+                        '(add batch = { kind = "count", size = N } to the connector, or remove it)'
+                    )
     if problems:
         raise ConfigError(problems)
     assert source is not None

@@ -191,6 +191,9 @@ class ProviderSpec:
     describe: Callable[[Mapping[str, Any]], str] | None = None
     resources: tuple[str, ...] | None = None
     """The only resources a step of this provider may name (checked by validation), if fixed."""
+    source_encodings: tuple[str, ...] | None = None
+    """The only encodings a source of this provider reads (``input_encoding``), when fixed:
+    a generator makes JSON, a change stream BSON; ``None``: any."""
     check_step: Callable[[ServiceConfig, str], list[str]] | None = None
     """Offline checks of a step's resource at validation (a script exists and compiles):
     ``check_step(service, resource)`` returns the problems, without a path."""

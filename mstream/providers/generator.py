@@ -172,4 +172,5 @@ PROVIDER = ProviderSpec(
     source=_make_source,
     needs_resource=False,
     resources=SHAPES,
+    source_encodings=("json",),
 )

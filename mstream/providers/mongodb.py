@@ -866,4 +866,5 @@ PROVIDER = ProviderSpec(
     source=lambda service, step, ctx: ChangeStreamSource(service, step, ctx),
     sink=lambda service, step, ctx: MongoSink(service, step, ctx),
     schema_loader=load_schema,
+    source_encodings=("bson",),
 )
