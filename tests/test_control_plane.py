@@ -91,10 +91,11 @@ def test_subscribe_returns_at_once_and_dispose_stops_the_source() -> None:
     subscription = endless.subscribe(lambda chunk: seen.append(len(chunk)))  # returns at once
     wait_for(lambda: bool(seen), 5, "the first chunk")
     subscription.dispose()
+    at_dispose = len(seen)
     assert stopping.wait(5)
     wait_for(lambda: not source_threads(), 5, "the source thread to end")
-    after = len(seen)
-    assert len(seen) == after  # nothing delivered after dispose
+    # nothing is delivered after dispose but the chunk already on its way
+    assert len(seen) <= at_dispose + 1
 
 
 def test_operators_filter_acknowledges_what_it_drops() -> None:
