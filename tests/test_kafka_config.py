@@ -172,7 +172,7 @@ def test_bad_values_named() -> None:
     text = str(info.value)
     assert 'services[1]."linger.ms": expected an integer' in text
     assert 'services[1]."acks": must be one of' in text
-    assert "services[1].client: must be kafka-python or confluent" in text
+    assert "services[1].client: must be auto, kafka-python or confluent" in text
 
 
 def test_env_values_resolved_before_validation() -> None:
@@ -195,9 +195,41 @@ def test_plain_options_and_defaults() -> None:
     )
     assert svc.options["offset_seek_back_seconds"] == 60
     assert svc.options["client"] == "confluent"
-    assert _config({"bootstrap.servers": "h:1"}).options["client"] == "kafka-python"
+    assert _config({"bootstrap.servers": "h:1"}).options["client"] == "auto"
     with pytest.raises(ConfigError, match="offset_seek_back_seconds: must be at least 0"):
         _config({"bootstrap.servers": "h:1", "offset_seek_back_seconds": -1})
+
+
+@pytest.mark.parametrize("importable", [True, False])
+def test_auto_client_picks_confluent_when_importable(
+    monkeypatch: pytest.MonkeyPatch, importable: bool
+) -> None:
+    """``client = "auto"`` (the default) runs on confluent-kafka when it is importable."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: (
+            (real(name, *a) if importable else None)
+            if name == "confluent_kafka"
+            else real(name, *a)
+        ),
+    )
+    svc = _config({"bootstrap.servers": "127.0.0.1:1", "group.id": "g"})
+    expected = "confluent" if importable else "kafka-python"
+    assert kafka_provider.resolved_client(svc.options) == expected
+    spec = get_provider("kafka")
+    ctx = StepContext("c", "source")
+    step = StepConfig("k", "t", output_encoding="json")
+    source, sink = spec.source(svc, step, ctx), spec.sink(svc, step, StepContext("c", "sink"))
+    want_source = kafka_confluent.ConfluentSource if importable else kafka_python.KafkaPythonSource
+    want_sink = kafka_confluent.ConfluentSink if importable else kafka_python.KafkaPythonSink
+    assert type(source) is want_source and type(sink) is want_sink
+    # only an explicit "confluent" lets unmapped librdkafka properties through
+    with pytest.raises(ConfigError, match=r"socket\.keepalive\.enable"):
+        _config({"bootstrap.servers": "h:1", "socket.keepalive.enable": True})
 
 
 def test_secret_fields_declared_and_masked() -> None:

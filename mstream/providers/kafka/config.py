@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from marshmallow import (
 
 from mstream.errors import DeliveryError
 
-CLIENTS = ("kafka-python", "confluent")
+CLIENTS = ("auto", "kafka-python", "confluent")
 CONSUMER = "consumer"
 PRODUCER = "producer"
 BOTH = "both"
@@ -261,8 +262,10 @@ class KafkaServiceSchema(Schema):
         unknown = INCLUDE
 
     client = fields.String(
-        load_default="kafka-python",
-        validate=validate.OneOf(CLIENTS, error="must be kafka-python or confluent (got {input!r})"),
+        load_default="auto",
+        validate=validate.OneOf(
+            CLIENTS, error="must be auto, kafka-python or confluent (got {input!r})"
+        ),
     )
     offset_seek_back_seconds = fields.Integer(
         load_default=None, strict=True, validate=validate.Range(min=0, error="must be at least 0")
@@ -362,6 +365,26 @@ def _python_value(option: KafkaOption, value: Any) -> Any:
     if option.python == "acks":
         return "all" if value == -1 else value
     return value
+
+
+def resolved_client(options: Mapping[str, Any]) -> str:
+    """The client a service runs on: ``client = "auto"`` (the default) is ``confluent``
+    when ``confluent-kafka`` is importable, else ``kafka-python``.
+
+    ``auto`` is resolved when a source or sink is created, not when the config is loaded,
+    so a config stays portable; for the same reason only ``client = "confluent"`` lets
+    unmapped librdkafka properties through validation.
+
+    Example:
+        >>> resolved_client({"client": "kafka-python"})
+        'kafka-python'
+        >>> resolved_client({}) in ("confluent", "kafka-python")
+        True
+    """
+    client = str(options.get("client", "auto"))
+    if client != "auto":
+        return client
+    return "confluent" if importlib.util.find_spec("confluent_kafka") else "kafka-python"
 
 
 def client_options(options: Mapping[str, Any], role: str) -> dict[str, Any]:

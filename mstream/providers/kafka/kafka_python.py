@@ -1,4 +1,6 @@
-"""``client = "kafka-python"`` (the default): the Kafka source and sink on kafka-python.
+"""``client = "kafka-python"``: the Kafka source and sink on kafka-python.
+
+``client = "auto"`` (the default) picks it when ``confluent-kafka`` is not importable.
 
 kafka-python 3 runs the group protocol (heartbeats, JoinGroup/SyncGroup) and the
 rebalance callbacks on its own IO thread. The source's listener only records each
