@@ -8,6 +8,7 @@ from reactivex import Observable
 
 from mstream.core import Batch, Event
 from mstream.encodings import AvroSchema, JsonSchema, StepSchema, encode
+from mstream.encodings.extjson import all_plain_valid
 from mstream.errors import ConfigError, EventError, SchemaValidationError
 from mstream.providers.base import Reject
 
@@ -67,8 +68,10 @@ def convert_events(
     """Convert each event to ``encoding`` (validating Avro); bad events go to ``reject``.
 
     With a :class:`~mstream.encodings.JsonSchema`, :func:`apply_json_schema` runs first.
-    With ``verify``, events already in ``encoding`` are decoded too (once; the document is
-    cached), so an undecodable payload is caught here rather than passed on.
+    With ``verify``, events already in ``encoding`` are decoded too, so an undecodable
+    payload is caught here rather than passed on: JSON is checked over the whole list at
+    once (:func:`~mstream.encodings.extjson.all_plain_valid`, nothing kept); only when that
+    check cannot vouch for every payload is each event decoded (and its document cached).
 
     Example:
         >>> out = convert_events([Event(b'{"a": 1}', "json")], "bson", None, print)
@@ -83,7 +86,9 @@ def convert_events(
         events = apply_json_schema(events, schema, reject)
         schema = None
     if encoding != "avro" and all(e.encoding == encoding for e in events):
-        if not verify:
+        if not verify or (
+            encoding == "json" and all_plain_valid([e.payload for e in events if not e.decoded])
+        ):
             return events
         out = []
         for event in events:

@@ -220,9 +220,12 @@ def deliver(
                         events = convert_events(
                             batch.events, target.encoding, target.schema, refuse_conversion
                         )
-                        sent = batch if events is batch.events else batch.with_events(events)
-                        kept = [e for e in batch.events if id(e) not in unconverted]
-                        origin = {id(c): id(o) for o, c in zip(kept, events, strict=False)}
+                        if events is batch.events:  # nothing converted: events are their own
+                            sent, origin = batch, {}
+                        else:
+                            sent = batch.with_events(events)
+                            kept = [e for e in batch.events if id(e) not in unconverted]
+                            origin = {id(c): id(o) for o, c in zip(kept, events, strict=False)}
                         done = make_done(completion, sent, target_reject, origin)
                         if sent.events:
                             target.sink.write(sent, done)

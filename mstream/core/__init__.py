@@ -1,7 +1,7 @@
 """Core model: events, batches, acknowledgement and position tracking, counters."""
 
-from mstream.core.event import Ack, Batch, Event
+from mstream.core.event import Ack, Batch, Event, SharedAck
 from mstream.core.metrics import ConnectorCounters
 from mstream.core.tracker import PositionTracker
 
-__all__ = ["Ack", "Batch", "ConnectorCounters", "Event", "PositionTracker"]
+__all__ = ["Ack", "Batch", "ConnectorCounters", "Event", "PositionTracker", "SharedAck"]

@@ -22,12 +22,51 @@ Example:
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
+from itertools import groupby
 from typing import Any
 
 from mstream.encodings import AvroSchema, decode, encode
 
 Ack = Callable[[], None]
+
+
+class SharedAck:
+    """One acknowledgement shared by ``count`` events: ``done`` runs once all are acknowledged.
+
+    Each event may call it once (an event acknowledged on its own, dropped by a filter),
+    or a batch holding ``n`` of its events settles them in one call (:meth:`settle`, what
+    :meth:`Batch.ack_all` does for a run of events sharing it), so a chunk of a source is
+    one acknowledgement however many events it holds. Thread-safe.
+
+    Example:
+        >>> done = []
+        >>> ack = SharedAck(3, lambda: done.append("chunk"))
+        >>> ack(); ack.settle(1); done
+        []
+        >>> ack.settle(1); done
+        ['chunk']
+    """
+
+    __slots__ = ("_done", "_left", "_lock")
+
+    def __init__(self, count: int, done: Ack) -> None:
+        self._left = count
+        self._done = done
+        self._lock = threading.Lock()
+
+    def __call__(self) -> None:
+        """Acknowledge one of the events."""
+        self.settle(1)
+
+    def settle(self, n: int) -> None:
+        """Acknowledge ``n`` of the events; the last one runs ``done``."""
+        with self._lock:
+            self._left -= n
+            last = self._left == 0
+        if last:
+            self._done()
 
 
 class Event:
@@ -80,6 +119,11 @@ class Event:
         if self._doc is Event._MISSING:
             self._doc = decode(self.payload, self.encoding, self.schema)
         return self._doc
+
+    @property
+    def decoded(self) -> bool:
+        """Whether the document is at hand already (given, or decoded and cached)."""
+        return self._doc is not Event._MISSING
 
     def converted(self, encoding: str, schema: AvroSchema | None = None) -> Event:
         """Return this event in ``encoding`` (itself when nothing changes).
@@ -163,9 +207,17 @@ class Batch:
         return Batch(events, self.acks, batched=self.batched, source_count=self.source_count)
 
     def ack_all(self) -> None:
-        """Acknowledge every source event of the batch."""
-        for ack in self.acks:
-            ack()
+        """Acknowledge every source event of the batch.
+
+        A run of events sharing one :class:`SharedAck` (a source's chunk) is settled in one
+        call; any other acknowledgement is called once per event.
+        """
+        for ack, run in groupby(self.acks):
+            if type(ack) is SharedAck:
+                ack.settle(len(list(run)))
+            else:
+                for _ in run:
+                    ack()
 
     def __len__(self) -> int:
         return len(self.events)

@@ -37,9 +37,9 @@ from mstream.providers.kafka.source import (
     LOST,
     REVOKED,
     TP,
+    KafkaEvent,
     KafkaSourceBase,
     Rebalance,
-    header_attributes,
 )
 
 
@@ -166,42 +166,41 @@ class ConfluentSource(KafkaSourceBase):
         messages = self._consumer.consume(num_messages=self.max_records, timeout=timeout)
         if not messages:
             return []
-        by_partition: dict[TP, list[Any]] = {}
-        for m in messages:
+        encoding = self.encoding
+        events: list[Event] = []
+        append = events.append
+        runs: list[tuple[str, int, int]] = []  # (topic, partition, first index) of each run
+        run_topic, run_partition = "", -1
+        for m in messages:  # one pass; a run is the consecutive records of one partition
             error = m.error()
             if error is not None:
                 if error.fatal():
                     raise DeliveryError(f"{self.what}: {error.str()}")
                 self.logger.warning("kafka source: %s", error.str())
                 continue
-            by_partition.setdefault((m.topic(), m.partition()), []).append(m)
-        if not by_partition:
-            return []
-        part_done = self._in_flight.open(len(by_partition))
-        encoding = self.encoding
-        events: list[Event] = []
-        append = events.append
-        for (topic, partition), found in by_partition.items():
-            ack = self._chunk_ack((topic, partition), found[-1].offset(), len(found), part_done)
-            for m in found:
-                headers = m.headers()
-                value = m.value()
-                append(
-                    Event(
-                        value if value is not None else b"",
-                        encoding,
-                        attributes=header_attributes(headers) if headers else None,
-                        metadata={
-                            "topic": topic,
-                            "partition": partition,
-                            "offset": m.offset(),
-                            "timestamp": m.timestamp()[1],
-                            "key": m.key(),
-                            "headers": headers if headers else [],
-                        },
-                        ack=ack,
-                    )
+            topic, partition = m.topic(), m.partition()
+            if partition != run_partition or topic != run_topic:
+                run_topic, run_partition = topic, partition
+                runs.append((topic, partition, len(events)))
+            headers = m.headers()
+            value = m.value()
+            append(
+                KafkaEvent(
+                    value if value is not None else b"",
+                    encoding,
+                    {
+                        "topic": topic,
+                        "partition": partition,
+                        "offset": m.offset(),
+                        "timestamp": m.timestamp()[1],
+                        "key": m.key(),
+                        "headers": headers if headers else [],
+                    },
+                    None,
                 )
+            )
+        if runs:
+            self._share_acks(events, runs)
         return events
 
     def _commit_offsets(self, offsets: Mapping[TP, int]) -> None:

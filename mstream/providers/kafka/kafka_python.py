@@ -40,9 +40,9 @@ from mstream.providers.kafka.source import (
     LOST,
     REVOKED,
     TP,
+    KafkaEvent,
     KafkaSourceBase,
     Rebalance,
-    header_attributes,
 )
 
 
@@ -175,11 +175,10 @@ class KafkaPythonSource(KafkaSourceBase):
             for r in records:
                 headers = r.headers
                 append(
-                    Event(
+                    KafkaEvent(
                         r.value if r.value is not None else b"",
                         encoding,
-                        attributes=header_attributes(headers) if headers else None,
-                        metadata={
+                        {
                             "topic": topic,
                             "partition": partition,
                             "offset": r.offset,
@@ -187,7 +186,7 @@ class KafkaPythonSource(KafkaSourceBase):
                             "key": r.key,
                             "headers": headers if headers else [],
                         },
-                        ack=ack,
+                        ack,
                     )
                 )
         return events

@@ -14,8 +14,9 @@ the pause state) lives on its *poll thread*, the connector thread that calls
   nothing is read from them before the poll thread has applied the assignment.
   librdkafka calls them from ``consume`` on the poll thread itself: they are applied at
   once.
-* an event's ``ack`` (called on a sink client's thread once every sink is done) marks
-  its chunk in the partition's :class:`~mstream.core.PositionTracker` (under the
+* an event's ``ack`` (a :class:`~mstream.core.SharedAck` for the partition's part of a
+  poll, settled once per batch on a sink client's thread once every sink is done) marks
+  that part in the partition's :class:`~mstream.core.PositionTracker` (under the
   tracker's own lock) and counts the chunk done
   (:class:`~mstream.providers.kafka.flow.InFlight`); it touches nothing else.
 * ``emit`` runs on an :class:`~mstream.providers.kafka.flow.Emitter` thread.
@@ -47,7 +48,6 @@ once more right after the new assignment is applied, then left to its new owner.
 from __future__ import annotations
 
 import functools
-import itertools
 import threading
 import time
 from collections import deque
@@ -56,7 +56,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mstream.config.model import ServiceConfig, StepConfig
-from mstream.core import Event, PositionTracker
+from mstream.core import Event, PositionTracker, SharedAck
 from mstream.errors import ConfigError, DeliveryError
 from mstream.providers.base import Emit, Source, StepContext
 from mstream.providers.kafka.flow import Emitter, InFlight
@@ -129,6 +129,61 @@ def header_attributes(headers: Iterable[tuple[str, Any]]) -> dict[str, str]:
     return attrs
 
 
+_ATTRIBUTES = Event.attributes
+"""The slot that holds an event's attributes (a :class:`KafkaEvent` fills it on first use)."""
+
+
+class KafkaEvent(Event):
+    """An event read from Kafka; its attributes (the headers as strings) are made on first use.
+
+    Most pipelines never look at them (a Kafka sink forwards the headers themselves), so
+    the source does not build a dictionary per record that nobody reads.
+
+    Args:
+        payload: the record's value.
+        encoding: the source's encoding.
+        metadata: ``topic``, ``partition``, ``offset``, ``timestamp``, ``key``,
+            ``headers`` (a list of ``(name, value)`` pairs).
+        ack: the acknowledgement (see :meth:`KafkaSourceBase._chunk_ack`).
+
+    Example:
+        >>> e = KafkaEvent(b"{}", "json", {"headers": [("h", b"v")]}, None)
+        >>> e.attributes
+        {'h': 'v'}
+    """
+
+    __slots__ = ()
+
+    def __init__(
+        self,
+        payload: bytes,
+        encoding: str,
+        metadata: dict[str, Any],
+        ack: Callable[[], None] | None,
+    ) -> None:
+        self.payload = payload
+        self.encoding = encoding
+        _ATTRIBUTES.__set__(self, None)  # made from the headers on first use
+        self.metadata = metadata
+        self.schema = None
+        self.ack = ack
+        self._doc = Event._MISSING
+
+    @property  # type: ignore[override]
+    def attributes(self) -> dict[str, str]:
+        """The headers as string attributes (:func:`header_attributes`)."""
+        attributes: dict[str, str] | None = _ATTRIBUTES.__get__(self)
+        if attributes is None:
+            headers = self.metadata.get("headers")
+            attributes = header_attributes(headers) if headers else {}
+            _ATTRIBUTES.__set__(self, attributes)
+        return attributes
+
+    @attributes.setter
+    def attributes(self, value: dict[str, str]) -> None:
+        _ATTRIBUTES.__set__(self, value)
+
+
 class KafkaSourceBase(Source):
     """The client-independent half of a Kafka source (see the module docstring).
 
@@ -196,7 +251,8 @@ class KafkaSourceBase(Source):
         """Poll once, waiting up to ``timeout`` seconds; the events read, with their acks.
 
         Build each partition's ack with :meth:`_chunk_ack`, all sharing the callback
-        :meth:`~mstream.providers.kafka.flow.InFlight.open` returned for the poll.
+        :meth:`~mstream.providers.kafka.flow.InFlight.open` returned for the poll (or
+        give the events theirs with :meth:`_share_acks`).
         """
         raise NotImplementedError
 
@@ -259,9 +315,9 @@ class KafkaSourceBase(Source):
         """One ack shared by the ``count`` events of ``tp`` read in one poll.
 
         The events are one tracker position (the last offset): it is committed once every
-        event of it and every earlier position of the partition was acknowledged. Each
-        event calls the shared ack once (``next`` on ``itertools.count`` is atomic), so
-        the per-event cost is one call, not a tracker entry. The last one also calls
+        event of it and every earlier position of the partition was acknowledged. The ack
+        is a :class:`~mstream.core.SharedAck`: a batch settles its run of these events in
+        one call, an event acknowledged on its own calls it once. The last one also calls
         ``part_done`` (the poll's :class:`~mstream.providers.kafka.flow.InFlight` count).
 
         Example:
@@ -275,19 +331,35 @@ class KafkaSourceBase(Source):
             {'t': {'0': 42}}
         """
         tracker = self._tracker(tp)
-        seq = tracker.add(last_offset)
+        position_done = functools.partial(tracker.ack, tracker.add(last_offset))
         if count == 1 and part_done is None:
-            return functools.partial(tracker.ack, seq)
-        counter = itertools.count(1)
-        tracker_ack = tracker.ack
+            return position_done
+        if part_done is None:
+            return SharedAck(count, position_done)
 
-        def ack() -> None:
-            if next(counter) == count:
-                tracker_ack(seq)
-                if part_done is not None:
-                    part_done()
+        def chunk_done() -> None:
+            position_done()
+            part_done()
 
-        return ack
+        return SharedAck(count, chunk_done)
+
+    def _share_acks(self, events: list[Event], runs: list[tuple[str, int, int]]) -> None:
+        """Give each run of one partition's events in ``events`` its :meth:`_chunk_ack`.
+
+        Args:
+            events: one poll's events, in the order read.
+            runs: ``(topic, partition, first index)`` of each run, in order (a partition
+                may have several runs; each is a tracker position of its own).
+        """
+        part_done = self._in_flight.open(len(runs))
+        ends = [first for _, _, first in runs[1:]] + [len(events)]
+        for (topic, partition, first), end in zip(runs, ends, strict=True):
+            run = events[first:end]
+            ack = self._chunk_ack(
+                (topic, partition), run[-1].metadata["offset"], len(run), part_done
+            )
+            for event in run:
+                event.ack = ack
 
     # rebalances ------------------------------------------------------------------------
 
