@@ -19,7 +19,6 @@ Example:
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 from collections.abc import Mapping
@@ -31,7 +30,7 @@ from mstream.errors import ConfigError, DeliveryError, MstreamError, RejectedErr
 from mstream.providers.base import Done, StepContext
 from mstream.providers.completion import Completion, messages_of
 from mstream.providers.kafka.config import CONSUMER, PRODUCER, rdkafka_options, unreachable
-from mstream.providers.kafka.sink import KafkaSinkBase, normal_headers
+from mstream.providers.kafka.sink import KafkaSinkBase, OutMessage, normal_headers
 from mstream.providers.kafka.source import (
     ASSIGNED,
     LOST,
@@ -260,6 +259,41 @@ class ConfluentSource(KafkaSourceBase):
             self._consumer = None
 
 
+class _Refused:
+    """Finds the event of a message the broker refused, from its delivery report.
+
+    One delivery callback serves every message of a write (no callable per message);
+    the rare refused message is matched back to its event by value and key. Events
+    whose messages are identical are interchangeable: each refusal takes the next one.
+    Thread-safe (delivery reports are served on more than one thread).
+
+    Example:
+        >>> class Msg:
+        ...     def value(self): return b"v"
+        ...     def key(self): return None
+        >>> a, b = Event(b"v", "json"), Event(b"w", "json")
+        >>> r = _Refused([a, b], [(b"v", None, None), (b"w", None, None)])
+        >>> r.event_of(Msg()) is a, r.event_of(Msg())
+        (True, None)
+    """
+
+    def __init__(self, events: list[Event], messages: list[OutMessage]) -> None:
+        self._events = events
+        self._messages = messages
+        self._by_message: dict[tuple[bytes, bytes | None], list[Event]] | None = None
+        self._lock = threading.Lock()
+
+    def event_of(self, msg: Any) -> Event | None:
+        """The event whose message ``msg`` reports on, or None if none is left."""
+        with self._lock:
+            if self._by_message is None:  # built on the first refusal only
+                self._by_message = {}
+                for event, (value, key, _headers) in zip(self._events, self._messages, strict=True):
+                    self._by_message.setdefault((value, key), []).append(event)
+            found = self._by_message.get((msg.value() or b"", msg.key()))
+            return found.pop(0) if found else None
+
+
 class ConfluentSink(KafkaSinkBase):
     """A Kafka sink on ``confluent_kafka.Producer``; a thread serves delivery callbacks."""
 
@@ -322,11 +356,15 @@ class ConfluentSink(KafkaSinkBase):
 
         per_event = self.one_per_event(batch)
         events = batch.events
+        ok, too_large = countdown.ok, ck.KafkaError.MSG_SIZE_TOO_LARGE
+        refused = _Refused(events, messages) if per_event else None
 
-        def delivered(event: Event | None, error: Any, _msg: Any) -> None:
+        def delivered(error: Any, msg: Any) -> None:  # one callback for every message
             if error is None:
-                countdown.ok()
-            elif error.code() != ck.KafkaError.MSG_SIZE_TOO_LARGE:
+                ok()
+                return
+            event = refused.event_of(msg) if refused is not None else None
+            if error.code() != too_large:
                 countdown.fail(DeliveryError(f"{self.what}: {error.str()}"))
             elif event is not None:  # over the broker's limit: this event alone, for good
                 countdown.reject(event, f"{self.what}: {error.str()}")
@@ -335,17 +373,16 @@ class ConfluentSink(KafkaSinkBase):
 
         produce, topic = producer.produce, self.topic
         for i, (value, key, headers) in enumerate(messages):
-            report = functools.partial(delivered, events[i] if per_event else None)
             deadline = None
             while True:
                 try:
                     try:
-                        produce(topic, value=value, key=key, headers=headers, on_delivery=report)
+                        produce(topic, value=value, key=key, headers=headers, on_delivery=delivered)
                     except TypeError:  # header pairs the client refuses: normalized, once
                         if not headers:
                             raise
                         headers = normal_headers(headers)
-                        produce(topic, value=value, key=key, headers=headers, on_delivery=report)
+                        produce(topic, value=value, key=key, headers=headers, on_delivery=delivered)
                     break
                 except BufferError:  # queue full: let deliveries drain, then retry
                     deadline = deadline or time.monotonic() + self.max_block
