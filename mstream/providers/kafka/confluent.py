@@ -161,12 +161,12 @@ class ConfluentSource(KafkaSourceBase):
 
     # client hooks --------------------------------------------------------------------
 
-    def _poll_events(self, timeout: float) -> list[Event]:
+    def _poll_events(self, timeout: float) -> list[KafkaEvent]:
         messages = self._consumer.consume(num_messages=self.max_records, timeout=timeout)
         if not messages:
             return []
         encoding = self.encoding
-        events: list[Event] = []
+        events: list[KafkaEvent] = []
         append = events.append
         runs: list[tuple[str, int, int]] = []  # (topic, partition, first index) of each run
         run_topic, run_partition = "", -1
@@ -187,15 +187,12 @@ class ConfluentSource(KafkaSourceBase):
                 KafkaEvent(
                     value if value is not None else b"",
                     encoding,
-                    {
-                        "topic": topic,
-                        "partition": partition,
-                        "offset": m.offset(),
-                        "timestamp": m.timestamp()[1],
-                        "key": m.key(),
-                        "headers": headers if headers else [],
-                    },
-                    None,
+                    topic,
+                    partition,
+                    m.offset(),
+                    m.timestamp()[1],
+                    m.key(),
+                    headers if headers else [],
                 )
             )
         if runs:
@@ -363,10 +360,11 @@ class ConfluentSink(KafkaSinkBase):
             if error is None:
                 ok()
                 return
-            event = refused.event_of(msg) if refused is not None else None
             if error.code() != too_large:
                 countdown.fail(DeliveryError(f"{self.what}: {error.str()}"))
-            elif event is not None:  # over the broker's limit: this event alone, for good
+                return
+            event = refused.event_of(msg) if refused is not None else None
+            if event is not None:  # over the broker's limit: this event alone, for good
                 countdown.reject(event, f"{self.what}: {error.str()}")
             else:
                 countdown.fail(RejectedError(f"{self.what}: {error.str()}"))

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from mstream.config.model import ServiceConfig, StepConfig
-from mstream.core import Batch, Event
+from mstream.core import Batch
 from mstream.errors import DeliveryError, RejectedError
 from mstream.providers import kafka_python_join
 from mstream.providers.base import Done, StepContext
@@ -161,34 +161,32 @@ class KafkaPythonSource(KafkaSourceBase):
 
     # client hooks --------------------------------------------------------------------
 
-    def _poll_events(self, timeout: float) -> list[Event]:
+    def _poll_events(self, timeout: float) -> list[KafkaEvent]:
         polled = self._consumer.poll(timeout_ms=int(timeout * 1000), max_records=self.max_records)
         if not polled:
             return []
-        part_done = self._in_flight.open(len(polled))
         encoding = self.encoding
-        events: list[Event] = []
+        events: list[KafkaEvent] = []
         append = events.append
+        runs: list[tuple[str, int, int]] = []
         for tp, records in polled.items():
             topic, partition = tp.topic, tp.partition
-            ack = self._chunk_ack((topic, partition), records[-1].offset, len(records), part_done)
+            runs.append((topic, partition, len(events)))
             for r in records:
                 headers = r.headers
                 append(
                     KafkaEvent(
                         r.value if r.value is not None else b"",
                         encoding,
-                        {
-                            "topic": topic,
-                            "partition": partition,
-                            "offset": r.offset,
-                            "timestamp": r.timestamp,
-                            "key": r.key,
-                            "headers": headers if headers else [],
-                        },
-                        ack,
+                        topic,
+                        partition,
+                        r.offset,
+                        r.timestamp,
+                        r.key,
+                        headers if headers else [],
                     )
                 )
+        self._share_acks(events, runs)
         return events
 
     def _commit_offsets(self, offsets: Mapping[TP, int]) -> None:

@@ -19,6 +19,7 @@ from mstream.core import Batch
 from mstream.encodings import AvroSchema, encode_batch
 from mstream.errors import ConfigError, DeliveryError
 from mstream.providers.base import Done, Sink, StepContext
+from mstream.providers.kafka.source import KafkaEvent
 
 
 class Pending:
@@ -149,11 +150,13 @@ class KafkaSinkBase(Sink):
         out: list[OutMessage] = []
         append = out.append
         for e in events:
-            metadata = e.metadata
-            key = metadata.get("key")
+            if type(e) is KafkaEvent:  # read from Kafka: no metadata dictionary needed
+                key, headers = e.key_and_headers()
+            else:
+                metadata = e.metadata
+                key, headers = metadata.get("key"), metadata.get("headers")
             if key is not None and type(key) is not bytes:
                 key = _key_bytes(key)
-            headers = metadata.get("headers")
             if not headers:  # the event's attributes, if any, become the headers
                 headers = [(k, str(v).encode()) for k, v in e.attributes.items()] or None
             elif type(headers) is not list:

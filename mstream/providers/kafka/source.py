@@ -130,58 +130,107 @@ def header_attributes(headers: Iterable[tuple[str, Any]]) -> dict[str, str]:
 
 
 _ATTRIBUTES = Event.attributes
-"""The slot that holds an event's attributes (a :class:`KafkaEvent` fills it on first use)."""
+_METADATA = Event.metadata
+"""The slots that hold an event's attributes and metadata (a :class:`KafkaEvent` fills
+them on first use)."""
 
 
 class KafkaEvent(Event):
-    """An event read from Kafka; its attributes (the headers as strings) are made on first use.
+    """An event read from Kafka: the record's facts in slots, dictionaries made on first use.
 
-    Most pipelines never look at them (a Kafka sink forwards the headers themselves), so
-    the source does not build a dictionary per record that nobody reads.
+    ``metadata`` (``topic``, ``partition``, ``offset``, ``timestamp``, ``key``,
+    ``headers``) and ``attributes`` (the headers as strings) are built when something
+    reads them, then kept (so changes to them stick). A Kafka sink reads the key and
+    headers with :meth:`key_and_headers`, so a Kafka → Kafka pipeline builds neither: per
+    record, the source allocates the event and the client's header list, nothing more
+    for the garbage collector to scan while the event is in flight.
 
     Args:
         payload: the record's value.
         encoding: the source's encoding.
-        metadata: ``topic``, ``partition``, ``offset``, ``timestamp``, ``key``,
-            ``headers`` (a list of ``(name, value)`` pairs).
-        ack: the acknowledgement (see :meth:`KafkaSourceBase._chunk_ack`).
+        topic: the record's topic.
+        partition: its partition.
+        offset: its offset.
+        timestamp: its timestamp (ms).
+        key: its key.
+        headers: its headers, ``(name, value)`` pairs (empty: none).
 
     Example:
-        >>> e = KafkaEvent(b"{}", "json", {"headers": [("h", b"v")]}, None)
-        >>> e.attributes
-        {'h': 'v'}
+        >>> e = KafkaEvent(b"{}", "json", "t", 0, 7, 1, b"k", [("h", b"v")])
+        >>> e.key_and_headers(), e.attributes
+        ((b'k', [('h', b'v')]), {'h': 'v'})
+        >>> e.metadata["offset"], e.metadata["headers"]
+        (7, [('h', b'v')])
+        >>> e.metadata["key"] = b"other"; e.key_and_headers()[0]
+        b'other'
     """
 
-    __slots__ = ()
+    __slots__ = ("headers", "key", "offset", "partition", "timestamp", "topic")
 
     def __init__(
         self,
         payload: bytes,
         encoding: str,
-        metadata: dict[str, Any],
-        ack: Callable[[], None] | None,
+        topic: str,
+        partition: int,
+        offset: int,
+        timestamp: int | None,
+        key: bytes | None,
+        headers: list[tuple[str, Any]],
     ) -> None:
         self.payload = payload
         self.encoding = encoding
-        _ATTRIBUTES.__set__(self, None)  # made from the headers on first use
-        self.metadata = metadata
+        _ATTRIBUTES.__set__(self, None)
+        _METADATA.__set__(self, None)
         self.schema = None
-        self.ack = ack
+        self.ack = None
         self._doc = Event._MISSING
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.timestamp = timestamp
+        self.key = key
+        self.headers = headers
+
+    @property  # type: ignore[override]
+    def metadata(self) -> dict[str, Any]:
+        """``topic``, ``partition``, ``offset``, ``timestamp``, ``key`` and ``headers``."""
+        metadata: dict[str, Any] | None = _METADATA.__get__(self)
+        if metadata is None:
+            metadata = {
+                "topic": self.topic,
+                "partition": self.partition,
+                "offset": self.offset,
+                "timestamp": self.timestamp,
+                "key": self.key,
+                "headers": self.headers,
+            }
+            _METADATA.__set__(self, metadata)
+        return metadata
+
+    @metadata.setter
+    def metadata(self, value: dict[str, Any]) -> None:
+        _METADATA.__set__(self, value)
 
     @property  # type: ignore[override]
     def attributes(self) -> dict[str, str]:
         """The headers as string attributes (:func:`header_attributes`)."""
         attributes: dict[str, str] | None = _ATTRIBUTES.__get__(self)
         if attributes is None:
-            headers = self.metadata.get("headers")
-            attributes = header_attributes(headers) if headers else {}
+            attributes = header_attributes(self.headers) if self.headers else {}
             _ATTRIBUTES.__set__(self, attributes)
         return attributes
 
     @attributes.setter
     def attributes(self, value: dict[str, str]) -> None:
         _ATTRIBUTES.__set__(self, value)
+
+    def key_and_headers(self) -> tuple[Any, Any]:
+        """The key and headers to write: from ``metadata`` once it was built, else the record's."""
+        metadata: dict[str, Any] | None = _METADATA.__get__(self)
+        if metadata is None:
+            return self.key, self.headers
+        return metadata.get("key"), metadata.get("headers")
 
 
 class KafkaSourceBase(Source):
@@ -247,7 +296,7 @@ class KafkaSourceBase(Source):
 
     # client hooks --------------------------------------------------------------------
 
-    def _poll_events(self, timeout: float) -> list[Event]:
+    def _poll_events(self, timeout: float) -> list[KafkaEvent]:
         """Poll once, waiting up to ``timeout`` seconds; the events read, with their acks.
 
         Build each partition's ack with :meth:`_chunk_ack`, all sharing the callback
@@ -343,7 +392,7 @@ class KafkaSourceBase(Source):
 
         return SharedAck(count, chunk_done)
 
-    def _share_acks(self, events: list[Event], runs: list[tuple[str, int, int]]) -> None:
+    def _share_acks(self, events: list[KafkaEvent], runs: list[tuple[str, int, int]]) -> None:
         """Give each run of one partition's events in ``events`` its :meth:`_chunk_ack`.
 
         Args:
