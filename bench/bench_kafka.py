@@ -250,11 +250,15 @@ def _converter(encoding: str) -> Any:
     return to_avro
 
 
+def peak_mb() -> float:
+    """This process's peak resident set size so far, in MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child(mode: str, case: str, bootstrap: str, topic: str, events: int) -> None:
     """One run in this (fresh) process; prints seconds and peak RSS as JSON."""
     elapsed = (run_engine if mode == "engine" else run_plain)(bootstrap, topic, case, events)
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"seconds": elapsed, "peak_mb": peak_kb / 1024}))
+    print(json.dumps({"seconds": elapsed, "peak_mb": peak_mb()}))
 
 
 def _child_run(mode: str, case: str, bootstrap: str, topic: str, events: int) -> dict[str, float]:

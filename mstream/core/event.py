@@ -169,6 +169,83 @@ class Event:
         return f"Event({preview!r}{'...' if len(self.payload) > 60 else ''}, {self.encoding!r})"
 
 
+class LazyEvent(Event):
+    """An event whose ``metadata`` and ``attributes`` are built on first use, then kept.
+
+    A source whose facts cost something to turn into dictionaries (decoding a resume
+    token, the headers as strings) keeps them in slots of a subclass and builds the
+    dictionaries only when something reads them (a dead letter, a script, a Pub/Sub sink);
+    once built, changes to them stick. Subclasses call :meth:`_init_lazy` and implement
+    :meth:`_build_metadata` and :meth:`_build_attributes`.
+
+    Example:
+        >>> class Seq(LazyEvent):
+        ...     __slots__ = ("n",)
+        ...     def __init__(self, n):
+        ...         self._init_lazy(b"{}", "json"); self.n = n
+        ...     def _build_metadata(self): return {"seq": self.n}
+        ...     def _build_attributes(self): return {"seq": str(self.n)}
+        >>> e = Seq(7)
+        >>> e.metadata_built, e.metadata, e.metadata_built, e.attributes
+        (False, {'seq': 7}, True, {'seq': '7'})
+    """
+
+    __slots__ = ()
+
+    def _init_lazy(self, payload: bytes, encoding: str) -> None:
+        """Set the fields of an event that has no schema, ack or document yet."""
+        self.payload = payload
+        self.encoding = encoding
+        _ATTRIBUTES.__set__(self, None)
+        _METADATA.__set__(self, None)
+        self.schema = None
+        self.ack = None
+        self._doc = Event._MISSING
+
+    def _build_metadata(self) -> dict[str, Any]:  # pragma: no cover - abstract
+        """The metadata dictionary (called once, on first use)."""
+        raise NotImplementedError
+
+    def _build_attributes(self) -> dict[str, str]:  # pragma: no cover - abstract
+        """The attributes dictionary (called once, on first use)."""
+        raise NotImplementedError
+
+    @property  # type: ignore[override]
+    def metadata(self) -> dict[str, Any]:
+        """Source facts, built on first use."""
+        metadata: dict[str, Any] | None = _METADATA.__get__(self)
+        if metadata is None:
+            metadata = self._build_metadata()
+            _METADATA.__set__(self, metadata)
+        return metadata
+
+    @metadata.setter
+    def metadata(self, value: dict[str, Any]) -> None:
+        _METADATA.__set__(self, value)
+
+    @property  # type: ignore[override]
+    def attributes(self) -> dict[str, str]:
+        """String key/values carried to sinks, built on first use."""
+        attributes: dict[str, str] | None = _ATTRIBUTES.__get__(self)
+        if attributes is None:
+            attributes = self._build_attributes()
+            _ATTRIBUTES.__set__(self, attributes)
+        return attributes
+
+    @attributes.setter
+    def attributes(self, value: dict[str, str]) -> None:
+        _ATTRIBUTES.__set__(self, value)
+
+    @property
+    def metadata_built(self) -> bool:
+        """Whether ``metadata`` was built (read or set) already."""
+        return _METADATA.__get__(self) is not None
+
+
+_ATTRIBUTES: Any = Event.attributes  # the slots' own descriptors, for LazyEvent
+_METADATA: Any = Event.metadata
+
+
 class Batch:
     """The unit of work that flows through operators and into sinks.
 

@@ -65,6 +65,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import functools
 import struct
 import threading
 import time
@@ -91,7 +92,7 @@ from pymongo.errors import (
 )
 
 from mstream.config.model import ServiceConfig, StepConfig
-from mstream.core import Batch, Event, PositionTracker
+from mstream.core import Batch, Event, LazyEvent, PositionTracker, SharedAck
 from mstream.encodings import StepSchema, parse_schema
 from mstream.encodings.bsoncodec import DECODE_OPTIONS, decode_bson, encode_bson
 from mstream.errors import ConfigError, DeliveryError, EventError, RejectedError
@@ -290,6 +291,79 @@ def position_to_token(position: Mapping[str, Any]) -> Mapping[str, Any]:
 # -- source ----------------------------------------------------------------------------
 
 
+class ChangeEvent(LazyEvent):
+    """One change of a change stream: its facts in slots, dictionaries made on first use.
+
+    ``metadata`` decodes the resume token and the document key only when something reads
+    it (a dead letter, a script); a MongoDB → Kafka pipeline never does (see
+    :class:`~mstream.core.LazyEvent`).
+
+    Example:
+        >>> e = ChangeEvent(bson.encode({"n": 1}), bson.encode({"_data": "82"}), "insert",
+        ...     "app", "users", RawBSONDocument(bson.encode({"_id": 1})), None, None, False)
+        >>> e.attributes
+        {'operation_type': 'insert', 'database': 'app', 'collection': 'users'}
+        >>> e.metadata["resume_token"], e.metadata["document_key"]
+        ({'_data': '82'}, {'_id': 1})
+    """
+
+    __slots__ = (
+        "cluster_time",
+        "collection",
+        "database",
+        "document_key",
+        "missing",
+        "operation_type",
+        "token",
+        "wall_time",
+    )
+
+    def __init__(
+        self,
+        payload: bytes,
+        token: bytes,
+        operation_type: str,
+        database: str,
+        collection: str,
+        document_key: RawBSONDocument | None,
+        cluster_time: Any,
+        wall_time: Any,
+        missing: bool,
+    ) -> None:
+        self._init_lazy(payload, "bson")
+        self.token = token
+        self.operation_type = operation_type
+        self.database = database
+        self.collection = collection
+        self.document_key = document_key
+        self.cluster_time = cluster_time
+        self.wall_time = wall_time
+        self.missing = missing
+
+    def _build_metadata(self) -> dict[str, Any]:
+        key = self.document_key
+        metadata: dict[str, Any] = {
+            "resume_token": bson.decode(self.token),
+            "operation_type": self.operation_type,
+            "database": self.database,
+            "collection": self.collection,
+            "document_key": decode_bson(key.raw) if key is not None else None,
+            "cluster_time": self.cluster_time,
+        }
+        if self.wall_time is not None:
+            metadata["wall_time"] = self.wall_time
+        if self.missing:
+            metadata["full_document_missing"] = True
+        return metadata
+
+    def _build_attributes(self) -> dict[str, str]:
+        return {
+            "operation_type": self.operation_type,
+            "database": self.database,
+            "collection": self.collection,
+        }
+
+
 class ChangeStreamSource(Source):
     """Reads a collection's change stream in chunks, from the checkpointed resume token."""
 
@@ -310,11 +384,7 @@ class ChangeStreamSource(Source):
         self._resume: Mapping[str, Any] | None = None
         self._start_after = False
         self._last_token: bytes | None = None
-        self._attributes = {
-            "operation_type": "",
-            "database": self.db_name,
-            "collection": self.collection,
-        }
+        self._run: list[ChangeEvent] = []  # events read since the last tracker position
         saved = ctx.resume_position if ctx.checkpointing else None
         if isinstance(saved, Mapping) and saved.get("resume_token"):
             if saved.get("namespace", self.namespace) != self.namespace:
@@ -406,15 +476,18 @@ class ChangeStreamSource(Source):
                     if stopping.is_set() or time.monotonic() - started > budget:
                         break
             except OperationFailure as exc:
+                self._close_run()
                 if chunk:
                     emit(chunk)
                 raise self._stream_error(exc, "change stream failed") from None
             except PyMongoError as exc:
+                self._close_run()
                 if chunk:
                     emit(chunk)
                 raise _transport(
                     f"mongodb source {self.namespace}: change stream failed", exc
                 ) from None
+            self._close_run()
             if chunk:
                 emit(chunk)
             if idle:
@@ -436,6 +509,24 @@ class ChangeStreamSource(Source):
             self._start_after = True
         self._open_stream()
 
+    def _close_run(self) -> None:
+        """Give the events read since the last tracker position one shared acknowledgement.
+
+        Their position is the last one's token: it is saved once every one of them (and
+        everything before) is acknowledged. A skipped change closes the run before its own
+        position is recorded, so positions stay in stream order.
+        """
+        run = self._run
+        if not run:
+            return
+        self._run = []
+        if not self.checkpointing:
+            return
+        done = functools.partial(self.tracker.ack, self.tracker.add((run[-1].token, False)))
+        ack = done if len(run) == 1 else SharedAck(len(run), done)
+        for event in run:
+            event.ack = ack
+
     def _event(self, change: RawBSONDocument) -> Event | None:
         token: bytes = change["_id"].raw
         op: str = change.get("operationType", "")
@@ -450,6 +541,7 @@ class ChangeStreamSource(Source):
                     "mongodb source %s: %s event skipped (no document)", self.namespace, op
                 )
             if self.checkpointing:
+                self._close_run()
                 self.tracker.ack(self.tracker.add(position))
             return None
         key = change.get("documentKey")
@@ -462,6 +554,7 @@ class ChangeStreamSource(Source):
                 op,
             )
             if self.checkpointing:
+                self._close_run()
                 self.tracker.ack(self.tracker.add((token, False)))
             return None
         ns = change.get("ns")
@@ -470,29 +563,19 @@ class ChangeStreamSource(Source):
         if ns is not None:
             database = ns.get("db", database)
             collection = ns.get("coll", collection)
-        metadata: dict[str, Any] = {
-            "resume_token": bson.decode(token),
-            "operation_type": op,
-            "database": database,
-            "collection": collection,
-            "document_key": decode_bson(key.raw) if key is not None else None,
-            "cluster_time": change.get("clusterTime"),
-        }
-        wall_time = change.get("wallTime")
-        if wall_time is not None:
-            metadata["wall_time"] = wall_time
-        if document is None and op != "delete":
-            metadata["full_document_missing"] = True
-        ack: Callable[[], None] | None = None
-        if self.checkpointing:
-            ack = _acker(self.tracker, self.tracker.add((token, False)))
-        return Event(
+        event = ChangeEvent(
             source.raw,
-            "bson",
-            attributes={"operation_type": op, "database": database, "collection": collection},
-            metadata=metadata,
-            ack=ack,
+            token,
+            op,
+            database,
+            collection,
+            key,
+            change.get("clusterTime"),
+            change.get("wallTime"),
+            document is None and op != "delete",
         )
+        self._run.append(event)
+        return event
 
     def position(self) -> Any:
         """``{"resume_token": ..., "namespace": ...}`` of the last fully delivered change."""
@@ -513,10 +596,6 @@ class ChangeStreamSource(Source):
         if self._client is not None:
             self._client.close()
             self._client = None
-
-
-def _acker(tracker: PositionTracker, seq: int) -> Callable[[], None]:
-    return lambda: tracker.ack(seq)
 
 
 # -- sink ------------------------------------------------------------------------------

@@ -192,7 +192,7 @@ class ConfluentSource(KafkaSourceBase):
                     m.offset(),
                     m.timestamp()[1],
                     m.key(),
-                    headers if headers else [],
+                    tuple(headers) if headers else (),
                 )
             )
         if runs:

@@ -183,7 +183,7 @@ class KafkaPythonSource(KafkaSourceBase):
                         r.offset,
                         r.timestamp,
                         r.key,
-                        headers if headers else [],
+                        tuple(headers) if headers else (),
                     )
                 )
         self._share_acks(events, runs)

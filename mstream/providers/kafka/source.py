@@ -56,7 +56,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mstream.config.model import ServiceConfig, StepConfig
-from mstream.core import Event, PositionTracker, SharedAck
+from mstream.core import Event, LazyEvent, PositionTracker, SharedAck
 from mstream.errors import ConfigError, DeliveryError
 from mstream.providers.base import Emit, Source, StepContext
 from mstream.providers.kafka.flow import Emitter, InFlight
@@ -129,21 +129,16 @@ def header_attributes(headers: Iterable[tuple[str, Any]]) -> dict[str, str]:
     return attrs
 
 
-_ATTRIBUTES = Event.attributes
-_METADATA = Event.metadata
-"""The slots that hold an event's attributes and metadata (a :class:`KafkaEvent` fills
-them on first use)."""
-
-
-class KafkaEvent(Event):
+class KafkaEvent(LazyEvent):
     """An event read from Kafka: the record's facts in slots, dictionaries made on first use.
 
     ``metadata`` (``topic``, ``partition``, ``offset``, ``timestamp``, ``key``,
     ``headers``) and ``attributes`` (the headers as strings) are built when something
-    reads them, then kept (so changes to them stick). A Kafka sink reads the key and
-    headers with :meth:`key_and_headers`, so a Kafka → Kafka pipeline builds neither: per
-    record, the source allocates the event and the client's header list, nothing more
-    for the garbage collector to scan while the event is in flight.
+    reads them (see :class:`~mstream.core.LazyEvent`). A Kafka sink reads the key and
+    headers with :meth:`key_and_headers`, so a Kafka → Kafka pipeline builds neither.
+    The headers are kept as a tuple of pairs, which the garbage collector stops tracking
+    after its first pass: while a record is in flight, its event is the only object of
+    it that full collections scan.
 
     Args:
         payload: the record's value.
@@ -156,7 +151,7 @@ class KafkaEvent(Event):
         headers: its headers, ``(name, value)`` pairs (empty: none).
 
     Example:
-        >>> e = KafkaEvent(b"{}", "json", "t", 0, 7, 1, b"k", [("h", b"v")])
+        >>> e = KafkaEvent(b"{}", "json", "t", 0, 7, 1, b"k", (("h", b"v"),))
         >>> e.key_and_headers(), e.attributes
         ((b'k', [('h', b'v')]), {'h': 'v'})
         >>> e.metadata["offset"], e.metadata["headers"]
@@ -176,15 +171,9 @@ class KafkaEvent(Event):
         offset: int,
         timestamp: int | None,
         key: bytes | None,
-        headers: list[tuple[str, Any]],
+        headers: tuple[tuple[str, Any], ...],
     ) -> None:
-        self.payload = payload
-        self.encoding = encoding
-        _ATTRIBUTES.__set__(self, None)
-        _METADATA.__set__(self, None)
-        self.schema = None
-        self.ack = None
-        self._doc = Event._MISSING
+        self._init_lazy(payload, encoding)
         self.topic = topic
         self.partition = partition
         self.offset = offset
@@ -192,44 +181,25 @@ class KafkaEvent(Event):
         self.key = key
         self.headers = headers
 
-    @property  # type: ignore[override]
-    def metadata(self) -> dict[str, Any]:
-        """``topic``, ``partition``, ``offset``, ``timestamp``, ``key`` and ``headers``."""
-        metadata: dict[str, Any] | None = _METADATA.__get__(self)
-        if metadata is None:
-            metadata = {
-                "topic": self.topic,
-                "partition": self.partition,
-                "offset": self.offset,
-                "timestamp": self.timestamp,
-                "key": self.key,
-                "headers": self.headers,
-            }
-            _METADATA.__set__(self, metadata)
-        return metadata
+    def _build_metadata(self) -> dict[str, Any]:
+        return {
+            "topic": self.topic,
+            "partition": self.partition,
+            "offset": self.offset,
+            "timestamp": self.timestamp,
+            "key": self.key,
+            "headers": list(self.headers),
+        }
 
-    @metadata.setter
-    def metadata(self, value: dict[str, Any]) -> None:
-        _METADATA.__set__(self, value)
-
-    @property  # type: ignore[override]
-    def attributes(self) -> dict[str, str]:
-        """The headers as string attributes (:func:`header_attributes`)."""
-        attributes: dict[str, str] | None = _ATTRIBUTES.__get__(self)
-        if attributes is None:
-            attributes = header_attributes(self.headers) if self.headers else {}
-            _ATTRIBUTES.__set__(self, attributes)
-        return attributes
-
-    @attributes.setter
-    def attributes(self, value: dict[str, str]) -> None:
-        _ATTRIBUTES.__set__(self, value)
+    def _build_attributes(self) -> dict[str, str]:
+        return header_attributes(self.headers) if self.headers else {}
 
     def key_and_headers(self) -> tuple[Any, Any]:
-        """The key and headers to write: from ``metadata`` once it was built, else the record's."""
-        metadata: dict[str, Any] | None = _METADATA.__get__(self)
-        if metadata is None:
-            return self.key, self.headers
+        """The key and headers (a list) to write: from ``metadata`` once it was built, else
+        the record's."""
+        if not self.metadata_built:
+            return self.key, list(self.headers)
+        metadata = self.metadata
         return metadata.get("key"), metadata.get("headers")
 
 
