@@ -28,6 +28,7 @@ from typing import Any
 import bson
 import pytest
 from bson import Decimal128, Int64, ObjectId, Timestamp
+from bson.raw_bson import RawBSONDocument
 
 from mstream.config import parse_config
 from mstream.config.model import ServiceConfig, StepConfig
@@ -725,3 +726,36 @@ def test_bson_payload_round_trip_through_the_sink(
     sink.close()
     assert outcome == [None]
     assert client[DB][unique_name].find_one({}) == doc
+
+
+def test_changes_of_a_chunk_share_one_position_and_a_skip_closes_the_run() -> None:
+    """Deliverable changes read together share one tracker position (the last one's token);
+    a skipped change closes the run first, so the checkpoint never passes an unacknowledged
+    change."""
+    from mstream.providers.mongodb import ChangeStreamSource
+
+    svc = parse_config({"services": [mongo_service("mongodb://127.0.0.1:1")]}).services[0]
+    ctx = StepContext("t", "source", checkpointing=True)
+    src = ChangeStreamSource(svc, StepConfig("mongo", "users", output_encoding="bson"), ctx)
+
+    def change(n: int, op: str = "insert") -> RawBSONDocument:
+        doc: dict[str, Any] = {"_id": {"_data": f"82{n:04d}"}, "operationType": op}
+        if op == "insert":
+            doc["fullDocument"] = {"_id": n}
+            doc["documentKey"] = {"_id": n}
+        return RawBSONDocument(bson.encode(doc))
+
+    first = [src._event(change(n)) for n in (1, 2)]
+    assert src._event(change(3, "drop")) is None  # skipped: the run [1, 2] is closed first
+    second = [src._event(change(4))]
+    src._close_run()
+    assert first[0] is not None and first[0].ack is first[1].ack  # type: ignore[union-attr]
+    token = {"_data": "820002"}
+    first[0].ack()  # type: ignore[misc,union-attr]
+    assert src.position() is None  # change 2 is not acknowledged: nothing is saved
+    first[1].ack()  # type: ignore[misc,union-attr]
+    assert src.position()["resume_token"] == {"_data": "820003"}  # past the skipped drop
+    second[0].ack()  # type: ignore[misc,union-attr]
+    assert src.position()["resume_token"] == {"_data": "820004"}
+    assert first[0].metadata["resume_token"] == {"_data": "820001"}  # type: ignore[union-attr]
+    assert first[1].metadata["resume_token"] == token  # type: ignore[union-attr]

@@ -336,3 +336,48 @@ def test_events_out_counts_only_what_every_sink_took() -> None:
         )
     ).subscribe()
     assert counters.events_out == 3 and len(rejected) == 3  # the odd ones reached one sink only
+
+
+def test_a_shared_ack_is_settled_once_per_run_and_once_in_all() -> None:
+    """A source chunk's events share one ack: a batch settles their run in one call, an event
+    acknowledged on its own (a filter before batching) counts once, and the ack fires once."""
+    from mstream.core import SharedAck
+
+    fired: list[str] = []
+    chunk_ack = SharedAck(5, lambda: fired.append("chunk"))
+    other: list[int] = []
+    events = [Event(b"{}", "json", ack=chunk_ack) for _ in range(5)]
+    events[0].ack()  # type: ignore[misc]  # dropped by a filter before batching
+    first = Batch.of([*events[1:3], ev(9, other)], batched=False)
+    second = Batch.of(events[3:], batched=False)
+    first.ack_all()
+    assert fired == [] and other == [9]
+    second.ack_all()
+    assert fired == ["chunk"]
+
+
+def test_json_verification_per_chunk_rejects_exactly_what_per_event_decoding_does() -> None:
+    """The chunk-wide check vouches only for plain JSON; anything else is decoded per event."""
+    from mstream.operators import convert_events
+
+    def run(payloads: list[bytes]) -> tuple[list[Event], list[Event], list[str]]:
+        events = [Event(p, "json") for p in payloads]
+        bad: list[str] = []
+        out = convert_events(events, "json", None, lambda e, r, s: bad.append(s), verify=True)
+        return events, out, bad
+
+    events, out, bad = run([b'{"a": 1}', b"[1, 2]", b'"s"'])
+    assert out is events and bad == []
+    assert not any(e.decoded for e in events)  # nothing kept: a passthrough never needs it
+    events, out, bad = run([b'{"a": 1}', b'{"a": ', b"[]"])
+    assert [e.payload for e in out] == [b'{"a": 1}', b"[]"] and bad == ["decode"]
+    # an Extended JSON wrapper is checked (and converted) by the full decoder
+    events, out, bad = run([b'{"at": {"$date": 0}}', b'{"oid": {"$oid": "zz"}}'])
+    assert [e.payload for e in out] == [b'{"at": {"$date": 0}}'] and bad == ["decode"]
+    assert out[0].decoded
+    # an integer wider than 64 bits is read exactly, not as orjson's float
+    events, out, bad = run([b'{"n": 18446744073709551617}'])
+    assert out == events and events[0].doc == {"n": 18446744073709551617}
+    # a document already at hand is not read again
+    given = Event(b"not json", "json", doc={"a": 1})
+    assert convert_events([given], "json", None, print, verify=True) == [given]
