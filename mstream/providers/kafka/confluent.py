@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from mstream.config.model import ServiceConfig, StepConfig
@@ -70,6 +70,17 @@ def _reason(exc: Exception) -> str:
     return str(error.str()) if hasattr(error, "str") else str(exc)
 
 
+PREFETCH: dict[str, Callable[[int], int]] = {
+    "queued.min.messages": lambda max_records: max_records,
+    "queued.max.messages.kbytes": lambda _: 4096,
+    "fetch.max.bytes": lambda _: 1 << 20,
+    "max.partition.fetch.bytes": lambda _: 256 << 10,
+    "fetch.queue.backoff.ms": lambda _: 10,  # librdkafka waits 1 s once the queue is full
+}
+"""A source consumer's prefetch defaults (librdkafka's, in the comments of ``open``), as
+functions of ``max.poll.records``; any of them set on the service wins."""
+
+
 class ConfluentSource(KafkaSourceBase):
     """A Kafka source on ``confluent_kafka.Consumer``.
 
@@ -97,6 +108,12 @@ class ConfluentSource(KafkaSourceBase):
         config["enable.auto.commit"] = False
         config.setdefault("auto.offset.reset", "earliest")
         config["enable.partition.eof"] = False
+        # librdkafka prefetches up to 100,000 messages per partition and 64 MB per consumer,
+        # in fetches of up to 50 MB, by default; the pipeline holds at most pause_at polls,
+        # so a poll's worth per partition keeps it fed and memory stays bounded with many
+        # connectors in one process (a larger message still comes, alone in its fetch)
+        for key, value in PREFETCH.items():
+            config.setdefault(key, value(self.max_records))
         try:
             self._consumer = ck.Consumer(config)
         except ck.KafkaException as exc:
