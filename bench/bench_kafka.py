@@ -6,8 +6,10 @@ Connector: consumer group, Rx pipeline, conversion, asynchronous producer sink, 
 commits after acknowledgement) and once as a plain client loop doing the same conversion
 (poll, send, flush and commit at the end: the ceiling). Both clocks run from the first
 event read to the last one acknowledged (group join excluded). Each run happens in a fresh
-subprocess so its peak RSS is its own. Without ``--bootstrap`` a broker is started with the
-test-suite launcher (``tests/servers``) and stopped at the end. The "mirror" cases run the
+subprocess so its peak RSS is its own, after the start-up the ``mstream`` command makes
+(:func:`start_up`: imports, then the start-up heap frozen). Without ``--bootstrap`` a
+broker is started with the test-suite launcher (``tests/servers``) and stopped at the
+end. The "mirror" cases run the
 passthrough with ``verify_payloads = false`` (payloads forwarded without the JSON check at
 the source), which is what the plain loop does.
 
@@ -255,8 +257,21 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def start_up() -> None:
+    """What the ``mstream`` command does once start-up is done, in every run (engine and
+    plain alike): import what the run needs, then freeze the start-up heap."""
+    import confluent_kafka  # noqa: F401
+    import kafka  # noqa: F401
+
+    import mstream.runtime  # noqa: F401
+    from mstream.core.heap import freeze_startup_heap
+
+    freeze_startup_heap()
+
+
 def child(mode: str, case: str, bootstrap: str, topic: str, events: int) -> None:
     """One run in this (fresh) process; prints seconds and peak RSS as JSON."""
+    start_up()
     elapsed = (run_engine if mode == "engine" else run_plain)(bootstrap, topic, case, events)
     print(json.dumps({"seconds": elapsed, "peak_mb": peak_mb()}))
 

@@ -30,7 +30,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_kafka import BATCH_BYTES, LINGER_MS, _create_topic, peak_mb, produce_input  # noqa: E402
+from bench_kafka import (  # noqa: E402
+    BATCH_BYTES,
+    LINGER_MS,
+    _create_topic,
+    peak_mb,
+    produce_input,
+    start_up,
+)
 
 
 def rss_mb() -> float:
@@ -167,6 +174,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         what, bootstrap, topic = args.child
+        start_up()
         result = (
             stalled(bootstrap, topic, args.seconds)
             if what == "stalled"

@@ -8,7 +8,8 @@ checkpoint after acknowledgement) and once as a plain ``watch(resume_after=...)`
 producing each full document to Kafka with the same client (the ceiling). A third
 figure, ``watch only``, reads the stream and does nothing else: the stand-in's own
 ceiling, which bounds both. Both clocks run from the first change read to the last one
-acknowledged. Each run happens in a fresh subprocess so its peak RSS is its own.
+acknowledged. Each run happens in a fresh subprocess so its peak RSS is its own (after
+``bench_kafka.start_up``, the ``mstream`` command's start-up).
 Without ``--bootstrap`` / ``--mongodb`` the servers are started with the test-suite
 launchers (``tests/servers``) and stopped at the end.
 
@@ -31,7 +32,7 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_kafka import BATCH_BYTES, LINGER_MS, _create_topic, peak_mb  # noqa: E402
+from bench_kafka import BATCH_BYTES, LINGER_MS, _create_topic, peak_mb, start_up  # noqa: E402
 
 DB = "bench"
 CASES: dict[str, dict[str, Any]] = {
@@ -191,6 +192,7 @@ def run_plain(
 def child(argv: list[str], events: int) -> None:
     """One run in this (fresh) process; prints seconds and peak RSS as JSON."""
     mode, case, uri, bootstrap, collection, token = argv
+    start_up()
     if mode == "engine":
         elapsed = run_engine(uri, bootstrap, collection, token, case, events)
     else:

@@ -158,6 +158,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             safe_mode=True if args.safe_mode else None,
         )
         ensure_token(options)
+        from mstream.core.heap import freeze_startup_heap
+
+        freeze_startup_heap()  # full collections then skip the start-up heap
         return asyncio.run(run_service(config, options))
     except MstreamError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -381,3 +381,18 @@ def test_json_verification_per_chunk_rejects_exactly_what_per_event_decoding_doe
     # a document already at hand is not read again
     given = Event(b"not json", "json", doc={"a": 1})
     assert convert_events([given], "json", None, print, verify=True) == [given]
+
+
+def test_freeze_startup_heap_freezes_once_per_process() -> None:
+    """Run in a child process: freezing the test process's own heap would outlive the test."""
+    import subprocess
+    import sys
+
+    code = (
+        "import gc\n"
+        "from mstream.core.heap import freeze_startup_heap\n"
+        "assert freeze_startup_heap() is True and gc.get_freeze_count() > 0\n"
+        "assert freeze_startup_heap() is False\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
