@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
-from itertools import groupby
 from typing import Any
 
 from mstream.encodings import AvroSchema, decode, encode
@@ -289,12 +288,21 @@ class Batch:
         A run of events sharing one :class:`SharedAck` (a source's chunk) is settled in one
         call; any other acknowledgement is called once per event.
         """
-        for ack, run in groupby(self.acks):
+        shared: SharedAck | None = None  # the run being counted
+        count = 0
+        for ack in self.acks:
+            if ack is shared:
+                count += 1
+                continue
+            if shared is not None:
+                shared.settle(count)
+                shared = None
             if type(ack) is SharedAck:
-                ack.settle(len(list(run)))
+                shared, count = ack, 1
             else:
-                for _ in run:
-                    ack()
+                ack()
+        if shared is not None:
+            shared.settle(count)
 
     def __len__(self) -> int:
         return len(self.events)
