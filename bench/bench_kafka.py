@@ -257,13 +257,14 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def start_up() -> None:
+def start_up(engine: bool) -> None:
     """What the ``mstream`` command does once start-up is done, in every run (engine and
     plain alike): import what the run needs, then freeze the start-up heap."""
     import confluent_kafka  # noqa: F401
     import kafka  # noqa: F401
 
-    import mstream.runtime  # noqa: F401
+    if engine:
+        import mstream.runtime  # noqa: F401
     from mstream.core.heap import freeze_startup_heap
 
     freeze_startup_heap()
@@ -271,7 +272,7 @@ def start_up() -> None:
 
 def child(mode: str, case: str, bootstrap: str, topic: str, events: int) -> None:
     """One run in this (fresh) process; prints seconds and peak RSS as JSON."""
-    start_up()
+    start_up(mode == "engine")
     elapsed = (run_engine if mode == "engine" else run_plain)(bootstrap, topic, case, events)
     print(json.dumps({"seconds": elapsed, "peak_mb": peak_mb()}))
 

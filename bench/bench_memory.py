@@ -174,7 +174,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         what, bootstrap, topic = args.child
-        start_up()
+        start_up(engine=True)
         result = (
             stalled(bootstrap, topic, args.seconds)
             if what == "stalled"

@@ -192,7 +192,7 @@ def run_plain(
 def child(argv: list[str], events: int) -> None:
     """One run in this (fresh) process; prints seconds and peak RSS as JSON."""
     mode, case, uri, bootstrap, collection, token = argv
-    start_up()
+    start_up(mode == "engine")
     if mode == "engine":
         elapsed = run_engine(uri, bootstrap, collection, token, case, events)
     else:
