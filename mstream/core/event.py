@@ -209,7 +209,7 @@ class LazyEvent(Event):
         """The attributes dictionary (called once, on first use)."""
         raise NotImplementedError
 
-    @property  # type: ignore[override]
+    @property
     def metadata(self) -> dict[str, Any]:
         """Source facts, built on first use."""
         metadata: dict[str, Any] | None = _METADATA.__get__(self)
@@ -222,7 +222,7 @@ class LazyEvent(Event):
     def metadata(self, value: dict[str, Any]) -> None:
         _METADATA.__set__(self, value)
 
-    @property  # type: ignore[override]
+    @property
     def attributes(self) -> dict[str, str]:
         """String key/values carried to sinks, built on first use."""
         attributes: dict[str, str] | None = _ATTRIBUTES.__get__(self)
@@ -241,8 +241,8 @@ class LazyEvent(Event):
         return _METADATA.__get__(self) is not None
 
 
-_ATTRIBUTES: Any = Event.attributes  # the slots' own descriptors, for LazyEvent
-_METADATA: Any = Event.metadata
+_ATTRIBUTES: Any = vars(Event)["attributes"]  # the slots' own descriptors, for LazyEvent
+_METADATA: Any = vars(Event)["metadata"]
 
 
 class Batch:

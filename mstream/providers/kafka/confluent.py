@@ -64,7 +64,7 @@ def _setup_error(what: str, exc: BaseException) -> MstreamError:
     return DeliveryError(f"{what}: cannot connect: {text}")
 
 
-def _reason(exc: Exception) -> str:
+def _reason(exc: BaseException) -> str:
     """What a ``KafkaException`` says, without the ``KafkaError{...}`` wrapping."""
     error: Any = exc.args[0] if exc.args else None
     return str(error.str()) if hasattr(error, "str") else str(exc)

@@ -56,7 +56,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mstream.config.model import ServiceConfig, StepConfig
-from mstream.core import Event, LazyEvent, PositionTracker, SharedAck
+from mstream.core import LazyEvent, PositionTracker, SharedAck
 from mstream.errors import ConfigError, DeliveryError
 from mstream.providers.base import Emit, Source, StepContext
 from mstream.providers.kafka.flow import Emitter, InFlight
@@ -535,7 +535,7 @@ class KafkaSourceBase(Source):
             self._wind_down(emitter)
         emitter.check()
 
-    def _step(self, hand_over: Callable[[list[Event]], None] | None) -> None:
+    def _step(self, hand_over: Callable[[list[KafkaEvent]], None] | None) -> None:
         """One poll, the rebalances it brought, backpressure, and the periodic commit.
 
         While paused, the step waits for the pipeline's acknowledgements rather than in the
