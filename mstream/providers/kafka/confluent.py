@@ -73,7 +73,7 @@ def _reason(exc: BaseException) -> str:
 PREFETCH: dict[str, Callable[[int], int]] = {
     "queued.min.messages": lambda max_records: max_records,
     "queued.max.messages.kbytes": lambda _: 4096,
-    "fetch.max.bytes": lambda _: 1 << 20,
+    "fetch.max.bytes": lambda _: 1 << 20,  # >= a consumer's message.max.bytes (1,000,000)
     "max.partition.fetch.bytes": lambda _: 256 << 10,
     "fetch.queue.backoff.ms": lambda _: 10,  # librdkafka waits 1 s once the queue is full
 }
