@@ -1,0 +1,402 @@
+"""Several instances sharing MongoDB state stores: heartbeats, job leases, one control plane.
+
+Active when both ``[system.job_lifecycle]`` and ``[system.checkpoints]`` are in MongoDB
+(:func:`cluster_stores`); with the embedded store nothing here runs.
+
+* Each instance (``[system] instance_id``, default ``<host>-<pid>``) writes a heartbeat
+  document every ``heartbeat_interval_ms``, listing the jobs it runs (``GET /cluster``).
+* A job runs only where its lease is held (:mod:`mstream.stores.cluster`): one slot for a
+  single-reader source (MongoDB change stream, file, generator), ``replicas`` slots for a
+  Kafka or Pub/Sub source, where the broker spreads the work among the replicas' consumers.
+  The owner renews its leases at every heartbeat; a lease it cannot renew for
+  ``lease_ttl_ms`` (store unreachable, process paused) or that another instance has taken
+  stops the job there at once, without draining, and its checkpoint writes are refused.
+  Another instance takes a lapsed slot and resumes from the last checkpoint.
+* Lifecycle calls on any instance write the job's desired state (and, for a restart, a new
+  *generation*) to the job store; the owner applies them at its next heartbeat. What an
+  owner observes (running, completed, failed) goes into its lease, not the job record, so
+  owners never overwrite a desired state another instance wrote.
+
+Concurrency: everything here runs on the control loop (store calls in the executor), like
+the job manager it drives.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from tornado import gen
+
+from mstream.config.model import ClusterConfig
+from mstream.errors import ConflictError, MstreamError, StoreError
+from mstream.runtime.connector import COMPLETED, FAILED, STOPPED, Connector
+from mstream.stores import Stores
+from mstream.stores.base import CheckpointStore
+from mstream.stores.cluster import FencedCheckpoints, InstanceStore, Lease, LeaseStore
+
+if TYPE_CHECKING:
+    from mstream.runtime.manager import JobManager
+    from mstream.stores.mongodb import MongoCheckpointStore, MongoJobStore
+
+log = logging.getLogger("mstream.cluster")
+
+ENDED = (STOPPED, COMPLETED, FAILED)
+
+
+def default_instance_id() -> str:
+    """``<host>-<pid>``: unique per process on a host.
+
+    Example:
+        >>> default_instance_id().endswith(f"-{os.getpid()}")
+        True
+    """
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def cluster_stores(stores: Stores) -> tuple[MongoJobStore, MongoCheckpointStore] | None:
+    """The job and checkpoint stores when both are in MongoDB (several instances can share
+    them), else ``None``."""
+    from mstream.stores.mongodb import MongoCheckpointStore, MongoJobStore
+
+    if isinstance(stores.jobs, MongoJobStore) and isinstance(
+        stores.checkpoints, MongoCheckpointStore
+    ):
+        return stores.jobs, stores.checkpoints
+    if isinstance(stores.jobs, MongoJobStore):
+        log.warning(
+            "jobs are in MongoDB but checkpoints are not: several instances need "
+            "[system.checkpoints] in MongoDB too, so jobs are not shared between instances"
+        )
+    return None
+
+
+class Coordinator:
+    """This instance's part in the cluster, driven by the job manager and a heartbeat.
+
+    Args:
+        manager: the job manager (its tables are changed through its own methods).
+        instance_id: this instance's id.
+        settings: ``[system.cluster]``.
+        api_url: where this instance's API answers (shown in ``GET /cluster``).
+    """
+
+    def __init__(
+        self,
+        manager: JobManager,
+        instance_id: str,
+        settings: ClusterConfig,
+        api_url: str | None = None,
+    ) -> None:
+        found = cluster_stores(manager.stores)
+        if found is None:
+            raise StoreError("several instances need jobs and checkpoints in MongoDB")
+        jobs, self.checkpoints = found
+        self.manager = manager
+        self.id = instance_id
+        self.settings = settings
+        self.ttl = settings.lease_ttl_ms / 1000.0
+        self.api_url = api_url
+        self.started_at = time.time()
+        base = jobs.collection.name
+        self.leases = LeaseStore(jobs.connection, f"{base}_leases", self.ttl)
+        self.instances = InstanceStore(jobs.connection, f"{base}_instances")
+        self.held: dict[str, Lease] = {}  # job -> this instance's holding
+        self.seen: list[Lease] = []  # every slot, as of the last heartbeat
+        self.members: list[dict[str, Any]] = []
+        self._renewed = time.monotonic()  # when every holding was last renewed
+        self._beating = False
+
+    # -- what the job manager asks ------------------------------------------------------
+
+    def checkpoints_for(self, name: str) -> CheckpointStore:
+        """The checkpoint store of a job held here: writes are fenced by its lease."""
+        return FencedCheckpoints(self.checkpoints, self.leases, self.held[name])
+
+    def live(self, name: str, now: float | None = None) -> list[Lease]:
+        """The job's slots held (unexpired) by any instance, this one included."""
+        at = time.time() if now is None else now
+        out = [lease for lease in self.seen if lease.job == name and not lease.expired(at)]
+        mine = self.held.get(name)
+        if mine is not None:
+            out = [lease for lease in out if lease.owner != self.id] + [mine]
+        return sorted(out, key=lambda lease: lease.slot)
+
+    def elsewhere(self, name: str) -> list[Lease]:
+        """The job's live slots held by other instances."""
+        return [lease for lease in self.live(name) if lease.owner != self.id]
+
+    async def claim(self, name: str) -> bool:
+        """Take a free slot of a job that wants to run and start it here.
+
+        Returns:
+            Whether the job now runs here.
+        """
+        if name in self.held:
+            return True
+        connector = self.manager.connectors.get(name)
+        if connector is None:
+            return False
+        replicas = connector.config.replicas
+        generation = self.manager.generation(name)
+        now = time.time()
+        taken = {lease.slot for lease in self.live(name, now)}
+        for slot in range(replicas):
+            if slot in taken:
+                continue
+            lease = await self.manager.control.io(
+                self.leases.acquire, name, slot, self.id, generation, now
+            )
+            if lease is not None:
+                self.held[name] = lease
+                self.manager.run_held(name)
+                log.info(
+                    "job %s: lease %s taken (token %d); running it here",
+                    name,
+                    lease.id,
+                    lease.token,
+                )
+                return True
+        return False
+
+    async def observed(self, connector: Connector) -> None:
+        """Record a job's new state in its lease; give the lease up when the job ended."""
+        lease = self.held.get(connector.name)
+        if lease is None or self.manager.connectors.get(connector.name) is not connector:
+            return
+        state = connector.state
+        try:
+            if state in ENDED:  # the thread reports its last state just before it ends
+                del self.held[connector.name]
+                await self.manager.control.io(self.leases.release, lease, state, connector.reason)
+                log.info("job %s: %s here; lease %s released", connector.name, state, lease.id)
+            else:
+                await self.manager.control.io(self.leases.renew, lease, time.time(), state)
+        except StoreError as exc:
+            log.warning("job %s: state not recorded in its lease: %s", connector.name, exc)
+
+    async def wait_released(self, name: str, timeout: float) -> bool:
+        """Wait until no instance holds the job (its owners stopped it).
+
+        Returns:
+            ``False`` when some still hold it after ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            slots = await self.manager.control.io(self.leases.all)
+            now = time.time()
+            if not any(s.job == name and not s.expired(now) for s in slots):
+                self.seen = slots
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            await gen.sleep(min(0.2, self.settings.heartbeat_interval_ms / 1000.0))
+
+    def describe(self, name: str, out: dict[str, Any]) -> None:
+        """Add where the job runs (``instance``, ``instances``) to its description, and
+        the owner's state and start time when it runs elsewhere."""
+        live = self.live(name)
+        owners = [lease.owner for lease in live]
+        out["instances"] = owners
+        out["instance"] = owners[0] if owners else None
+        if name in self.held:
+            return
+        if live:
+            first = live[0]
+            out["state"] = first.state or "running"
+            out["started_at"] = first.started_at
+            return
+        generation = self.manager.generation(name)
+        ended = [s for s in self.seen if s.job == name and s.generation == generation]
+        if ended and out.get("state") in (None, "created", STOPPED):
+            last = max(ended, key=lambda s: s.token)
+            if last.state in (COMPLETED, FAILED):
+                out["state"] = last.state
+                out["reason"] = last.reason
+
+    def view(self) -> dict[str, Any]:
+        """``GET /cluster``: instances, their heartbeats and jobs, and every lease."""
+        now = time.time()
+        stale = 3 * self.ttl
+        return {
+            "enabled": True,
+            "instance_id": self.id,
+            "lease_ttl_ms": self.settings.lease_ttl_ms,
+            "heartbeat_interval_ms": self.settings.heartbeat_interval_ms,
+            "instances": [
+                {**member, "alive": now - float(member.get("heartbeat_at", 0.0)) < self.ttl}
+                for member in self.members
+                if now - float(member.get("heartbeat_at", 0.0)) < stale or member["id"] == self.id
+            ],
+            "leases": [{**lease.to_dict(), "live": not lease.expired(now)} for lease in self.seen],
+        }
+
+    # -- the heartbeat --------------------------------------------------------------------
+
+    async def beat(self) -> None:
+        """One heartbeat: renew this instance's leases, publish it, then apply the job
+        store's desired states (start, stop, restart, forget) to the jobs here."""
+        if self._beating:
+            return  # the previous one is still waiting for the store
+        self._beating = True
+        try:
+            await self._renew()
+            await self._publish()
+            await self._reconcile()
+        except StoreError as exc:
+            log.warning("cluster heartbeat: %s", exc)
+        finally:
+            self._beating = False
+
+    async def _renew(self) -> None:
+        now = time.time()
+        lost: list[tuple[str, str]] = []
+        failed = False
+        for name, lease in list(self.held.items()):
+            connector = self.manager.connectors.get(name)
+            state = connector.state if connector is not None else None
+            try:
+                if not await self.manager.control.io(self.leases.renew, lease, now, state):
+                    lost.append((name, "another instance has taken it"))
+            except StoreError as exc:
+                failed = True
+                log.warning("job %s: lease %s not renewed: %s", name, lease.id, exc)
+        if failed and time.monotonic() - self._renewed > self.ttl:
+            lost += [(n, "not renewed within the lease TTL") for n in self.held]
+        elif not failed:
+            self._renewed = time.monotonic()
+        for name, why in dict(lost).items():
+            self._fence(name, why)
+
+    def _fence(self, name: str, why: str) -> None:
+        """Stop a job whose lease is gone, at once and without draining: its checkpoint
+        writes are refused now, and the new owner delivers what was in flight again."""
+        lease = self.held.pop(name, None)
+        connector = self.manager.connectors.get(name)
+        if connector is not None:
+            connector.stop(drain=False, timeout=0)
+        log.warning(
+            "job %s: lease %s lost (%s); stopped here without draining",
+            name,
+            lease.id if lease else "?",
+            why,
+        )
+
+    async def _publish(self) -> None:
+        from mstream import __version__
+
+        jobs = sorted(f"{lease.id}" for lease in self.held.values())
+        document = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "api_url": self.api_url,
+            "version": __version__,
+            "started_at": self.started_at,
+            "heartbeat_at": time.time(),
+            "jobs": jobs,
+        }
+        await self.manager.control.io(self.instances.beat, self.id, document)
+        self.members = await self.manager.control.io(self.instances.all)
+        self.seen = await self.manager.control.io(self.leases.all)
+
+    async def _reconcile(self) -> None:
+        manager = self.manager
+        records = await manager.control.io(manager.stores.jobs.all)
+        for name in sorted(set(manager.connectors) | set(manager.broken)):
+            if name not in records and not manager.busy(name):
+                self._spawn(name, self._forget)
+        for name, record in records.items():
+            if manager.busy(name):
+                continue
+            if not manager.exists(name):
+                manager.adopt(name, record)
+            if name not in manager.connectors:
+                continue  # stored but invalid here: listed as broken
+            await self._apply(name, self._follow, record)
+
+    def _spawn(self, name: str, step: Any, *args: Any) -> None:
+        """Run a step that waits for a job to stop as a task of its own, so the heartbeat
+        (which renews every lease) never waits for a drain."""
+        self.manager.control.loop.spawn_callback(self._apply, name, step, *args)
+
+    async def _apply(self, name: str, step: Any, *args: Any) -> None:
+        try:
+            with self._claimed(name):
+                await step(name, *args)
+        except ConflictError:
+            pass  # an API call on the job is under way: next heartbeat
+        except MstreamError as exc:
+            log.error("job %s: %s", name, exc)
+
+    @contextmanager
+    def _claimed(self, name: str) -> Iterator[None]:
+        with self.manager._exclusive(name, "cluster"):
+            yield
+
+    async def _forget(self, name: str) -> None:
+        """The job was deleted on another instance."""
+        if name in self.held:
+            connector = self.manager.connectors[name]
+            await self.manager.control.io(connector.stop, timeout=30.0)
+            self.held.pop(name, None)
+        self.manager.forget(name)
+        log.info("job %s: deleted on another instance; forgotten here", name)
+
+    async def _follow(self, name: str, record: dict[str, Any]) -> None:
+        """Make the job here what its record wants."""
+        manager = self.manager
+        desired = record.get("desired_state", "running")
+        generation = int(record.get("generation", 0))
+        manager.follow(name, desired, generation)
+        lease = self.held.get(name)
+        if lease is not None:
+            connector = manager.connectors[name]
+            if desired != "running" and connector.running:
+                connector.stop(timeout=0)  # drains on its thread; the lease goes when done
+                log.info("job %s: stopping here (stop requested on another instance)", name)
+            elif desired == "running" and generation > lease.generation:
+                self._spawn(name, self._restart_here, lease, generation)
+            return
+        if desired == "running":
+            await self.claim(name)
+
+    async def _restart_here(self, name: str, lease: Lease, generation: int) -> None:
+        connector = self.manager.connectors[name]
+        await self.manager.control.io(connector.stop, timeout=30.0)
+        renewed = await self.manager.control.io(
+            self.leases.acquire, name, lease.slot, self.id, generation, time.time()
+        )
+        if renewed is None:
+            self.held.pop(name, None)
+            return
+        self.held[name] = renewed
+        self.manager.run_held(name)
+        log.info("job %s: restarted here (restart requested on another instance)", name)
+
+    async def leave(self) -> None:
+        """After the jobs here have stopped: give every lease up so another instance takes
+        the jobs at once, and remove this instance's heartbeat."""
+        for name, lease in list(self.held.items()):
+            connector = self.manager.connectors.get(name)
+            state = connector.state if connector is not None else STOPPED
+            try:
+                await self.manager.control.io(self.leases.release, lease, state, None)
+            except StoreError as exc:
+                log.warning(
+                    "job %s: lease not released (it lapses in %.0fs): %s", name, self.ttl, exc
+                )
+        self.held.clear()
+        try:
+            await self.manager.control.io(self.instances.remove, self.id)
+        except StoreError as exc:
+            log.warning("cluster: heartbeat not removed: %s", exc)
+
+    def close(self) -> None:
+        """Release the lease and instance stores."""
+        self.leases.close()
+        self.instances.close()
