@@ -193,6 +193,19 @@ def numbers(path: Path) -> tuple[list[int], int]:
     return found, torn
 
 
+def stable_members(bootstrap: str, group: str) -> int:
+    """How many members a consumer group has once it is stable (0 while it rebalances)."""
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        described = admin.describe_groups([group])
+    finally:
+        admin.close()
+    info = described[group]
+    return len(info["members"]) if info["group_state"] == "Stable" else 0
+
+
 def streaming(coll: Any, out: Path) -> None:
     """Insert probes until one reaches ``out``: the job's change stream is open."""
     probes = iter(range(1_000_000))
@@ -259,6 +272,11 @@ def test_one_owner_for_a_change_stream_and_kafka_replicas_on_all_three(
         assert job["instance"] == owner, job
 
     # the Kafka topic's partitions are spread: every replica consumes a part
+    wait_for(
+        lambda: stable_members(kafka_bootstrap, f"{unique_name}-group") == 3,
+        60,
+        "the consumer group to settle with three members",
+    )
     produce(kafka_bootstrap, topic_in, range(600), partitions=6)
 
     def consumed() -> list[int]:
@@ -287,8 +305,9 @@ def test_sigkill_of_the_owner_hands_the_job_over_with_nothing_lost(
     coll = client[unique_name]["events"]
     out = tmp_path / "out" / "o.jsonl"
     streaming(coll, out)
-    writer = Writer(coll, step=20).start()
+    writer = Writer(coll, step=20, limit=20_000).start()
     wait_for(lambda: len(numbers(out)[0]) >= 300, 30, "300 changes before the kill")
+    assert writer.count < writer.limit, "the writes ended before the kill"
     owner.proc.kill()
     killed = time.monotonic()
     new_owner = wait_for(
@@ -299,7 +318,7 @@ def test_sigkill_of_the_owner_hands_the_job_over_with_nothing_lost(
     took = time.monotonic() - killed
     print(f"\ntakeover after SIGKILL: {took:.2f}s (lease TTL {TTL_MS / 1000:.0f}s) by {new_owner}")
     assert took < TTL_MS / 1000 + 3 * BEAT_MS / 1000 + 2.0
-    wait_for(lambda: writer.count >= 3000, 60, "writes after the takeover")
+    wait_for(lambda: writer.count >= writer.limit, 60, "the rest of the writes")
     total = writer.stop()
     wait_for(lambda: set(numbers(out)[0]) >= set(range(total)), 60, f"all {total} changes")
     seen, torn = numbers(out)

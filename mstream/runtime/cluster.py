@@ -239,15 +239,16 @@ class Coordinator:
     # -- the heartbeat --------------------------------------------------------------------
 
     async def beat(self) -> None:
-        """One heartbeat: renew this instance's leases, publish it, then apply the job
-        store's desired states (start, stop, restart, forget) to the jobs here."""
+        """One heartbeat: renew this instance's leases, apply the job store's desired
+        states (start, stop, restart, forget) to the jobs here, then publish what runs."""
         if self._beating:
             return  # the previous one is still waiting for the store
         self._beating = True
         try:
             await self._renew()
-            await self._publish()
+            self.seen = await self.manager.control.io(self.leases.all)
             await self._reconcile()
+            await self._publish()
         except StoreError as exc:
             log.warning("cluster heartbeat: %s", exc)
         finally:
@@ -302,7 +303,6 @@ class Coordinator:
         }
         await self.manager.control.io(self.instances.beat, self.id, document)
         self.members = await self.manager.control.io(self.instances.all)
-        self.seen = await self.manager.control.io(self.leases.all)
 
     async def _reconcile(self) -> None:
         manager = self.manager
