@@ -323,7 +323,7 @@ class Service:
         ]
         if manager.cluster is not None:
             self._heartbeat = PeriodicCallback(
-                manager.cluster.beat, self.config.system.cluster.heartbeat_interval_ms
+                manager.cluster.tick, self.config.system.cluster.heartbeat_interval_ms
             )
             self._callbacks.append(self._heartbeat)
         for callback in self._callbacks:

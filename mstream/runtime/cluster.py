@@ -47,6 +47,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("mstream.cluster")
 
 ENDED = (STOPPED, COMPLETED, FAILED)
+SHOWN_TTLS = 3
+"""An instance silent for this many lease TTLs is no longer listed by ``GET /cluster``..."""
+STALE_TTLS = 30
+"""...and its heartbeat document is deleted after this many."""
 
 
 def default_instance_id() -> str:
@@ -109,7 +113,9 @@ class Coordinator:
         self.held: dict[str, Lease] = {}  # job -> this instance's holding
         self.seen: list[Lease] = []  # every slot, as of the last heartbeat
         self.members: list[dict[str, Any]] = []
-        self._renewed = time.monotonic()  # when every holding was last renewed
+        self.beat_s = settings.heartbeat_interval_ms / 1000.0
+        # when each holding's last successful renewal (or its taking) began
+        self._renewed_at: dict[str, float] = {}
         self._beating = False
 
     # -- what the job manager asks ------------------------------------------------------
@@ -121,15 +127,24 @@ class Coordinator:
     def live(self, name: str, now: float | None = None) -> list[Lease]:
         """The job's slots held (unexpired) by any instance, this one included."""
         at = time.time() if now is None else now
-        out = [lease for lease in self.seen if lease.job == name and not lease.expired(at)]
-        mine = self.held.get(name)
+        out = [
+            lease
+            for lease in self.seen
+            if lease.job == name and not lease.expired(at) and lease.owner != self.id
+        ]
+        mine = self.held.get(name)  # this instance's own holdings: what it holds now
         if mine is not None:
-            out = [lease for lease in out if lease.owner != self.id] + [mine]
+            out.append(mine)
         return sorted(out, key=lambda lease: lease.slot)
 
     def elsewhere(self, name: str) -> list[Lease]:
         """The job's live slots held by other instances."""
         return [lease for lease in self.live(name) if lease.owner != self.id]
+
+    def drop(self, name: str) -> Lease | None:
+        """Forget this instance's holding of a job (given up, lost or released)."""
+        self._renewed_at.pop(name, None)
+        return self.held.pop(name, None)
 
     async def claim(self, name: str) -> bool:
         """Take a free slot of a job that wants to run and start it here.
@@ -149,11 +164,13 @@ class Coordinator:
         for slot in range(replicas):
             if slot in taken:
                 continue
+            began = time.monotonic()
             lease = await self.manager.control.io(
                 self.leases.acquire, name, slot, self.id, generation, now
             )
             if lease is not None:
                 self.held[name] = lease
+                self._renewed_at[name] = began
                 self.manager.run_held(name)
                 log.info(
                     "job %s: lease %s taken (token %d); running it here",
@@ -172,7 +189,7 @@ class Coordinator:
         state = connector.state
         try:
             if state in ENDED:  # the thread reports its last state just before it ends
-                del self.held[connector.name]
+                self.drop(connector.name)
                 await self.manager.control.io(self.leases.release, lease, state, connector.reason)
                 log.info("job %s: %s here; lease %s released", connector.name, state, lease.id)
             else:
@@ -222,7 +239,7 @@ class Coordinator:
     def view(self) -> dict[str, Any]:
         """``GET /cluster``: instances, their heartbeats and jobs, and every lease."""
         now = time.time()
-        stale = 3 * self.ttl
+        stale = SHOWN_TTLS * self.ttl
         return {
             "enabled": True,
             "instance_id": self.id,
@@ -237,6 +254,14 @@ class Coordinator:
         }
 
     # -- the heartbeat --------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Every ``heartbeat_interval_ms`` (a periodic callback on the loop): check the
+        lease deadlines by the clock, then start a heartbeat unless the last one still
+        waits for the store."""
+        self._check_deadlines()
+        if not self._beating:
+            self.manager.control.loop.spawn_callback(self.beat)
 
     async def beat(self) -> None:
         """One heartbeat: renew this instance's leases, apply the job store's desired
@@ -254,30 +279,40 @@ class Coordinator:
         finally:
             self._beating = False
 
+    def _check_deadlines(self) -> None:
+        """Stop every job whose lease may lapse before the next heartbeat: it was not
+        renewed for a TTL less one heartbeat (the store does not answer, or the process
+        was paused). Runs by the clock, even while a store call hangs, so a job is
+        stopped here before another instance may take it."""
+        limit = self.ttl - self.beat_s
+        now = time.monotonic()
+        for name in list(self.held):
+            if now - self._renewed_at.get(name, now) > limit:
+                self._fence(name, f"not renewed for {limit:.1f}s")
+
     async def _renew(self) -> None:
-        now = time.time()
-        lost: list[tuple[str, str]] = []
-        failed = False
         for name, lease in list(self.held.items()):
             connector = self.manager.connectors.get(name)
             state = connector.state if connector is not None else None
+            began = time.monotonic()
             try:
-                if not await self.manager.control.io(self.leases.renew, lease, now, state):
-                    lost.append((name, "another instance has taken it"))
+                renewed = await self.manager.control.io(
+                    self.leases.renew, lease, time.time(), state
+                )
             except StoreError as exc:
-                failed = True
                 log.warning("job %s: lease %s not renewed: %s", name, lease.id, exc)
-        if failed and time.monotonic() - self._renewed > self.ttl:
-            lost += [(n, "not renewed within the lease TTL") for n in self.held]
-        elif not failed:
-            self._renewed = time.monotonic()
-        for name, why in dict(lost).items():
-            self._fence(name, why)
+                continue
+            if self.held.get(name) is not lease:
+                continue  # fenced or given up meanwhile
+            if renewed:
+                self._renewed_at[name] = began
+            else:
+                self._fence(name, "another instance has taken it")
 
     def _fence(self, name: str, why: str) -> None:
         """Stop a job whose lease is gone, at once and without draining: its checkpoint
         writes are refused now, and the new owner delivers what was in flight again."""
-        lease = self.held.pop(name, None)
+        lease = self.drop(name)
         connector = self.manager.connectors.get(name)
         if connector is not None:
             connector.stop(drain=False, timeout=0)
@@ -302,10 +337,12 @@ class Coordinator:
             "jobs": jobs,
         }
         await self.manager.control.io(self.instances.beat, self.id, document)
+        await self.manager.control.io(self.instances.prune, time.time() - STALE_TTLS * self.ttl)
         self.members = await self.manager.control.io(self.instances.all)
 
     async def _reconcile(self) -> None:
         manager = self.manager
+        services_changed = await self._load_services()
         records = await manager.control.io(manager.stores.jobs.all)
         for name in sorted(set(manager.connectors) | set(manager.broken)):
             if name not in records and not manager.busy(name):
@@ -313,11 +350,36 @@ class Coordinator:
         for name, record in records.items():
             if manager.busy(name):
                 continue
+            if self._replaced(name, record) or (services_changed and name in manager.broken):
+                manager.forget(name)  # listed again from its record
             if not manager.exists(name):
                 manager.adopt(name, record)
             if name not in manager.connectors:
                 continue  # stored but invalid here: listed as broken
             await self._apply(name, self._follow, record)
+
+    async def _load_services(self) -> bool:
+        """Read the services other instances created (the service store is shared too).
+
+        Returns:
+            Whether the set of services changed.
+        """
+        registry = self.manager.registry
+        before = registry.all()
+        try:
+            await self.manager.control.io(registry.load)
+        except MstreamError as exc:
+            log.warning("cluster: stored services not read: %s", exc)
+            return False
+        return registry.all() != before
+
+    def _replaced(self, name: str, record: dict[str, Any]) -> bool:
+        """Whether the stored job was deleted and created anew (on another instance) with
+        another definition than the one listed here, while it does not run here."""
+        connector = self.manager.connectors.get(name)
+        if connector is None or name in self.held or connector.running:
+            return False
+        return record.get("definition") != connector.config.to_dict()
 
     def _spawn(self, name: str, step: Any, *args: Any) -> None:
         """Run a step that waits for a job to stop as a task of its own, so the heartbeat
@@ -343,7 +405,7 @@ class Coordinator:
         if name in self.held:
             connector = self.manager.connectors[name]
             await self.manager.control.io(connector.stop, timeout=30.0)
-            self.held.pop(name, None)
+            self.drop(name)
         self.manager.forget(name)
         log.info("job %s: deleted on another instance; forgotten here", name)
 
@@ -368,13 +430,15 @@ class Coordinator:
     async def _restart_here(self, name: str, lease: Lease, generation: int) -> None:
         connector = self.manager.connectors[name]
         await self.manager.control.io(connector.stop, timeout=30.0)
+        began = time.monotonic()
         renewed = await self.manager.control.io(
             self.leases.acquire, name, lease.slot, self.id, generation, time.time()
         )
         if renewed is None:
-            self.held.pop(name, None)
+            self.drop(name)
             return
         self.held[name] = renewed
+        self._renewed_at[name] = began
         self.manager.run_held(name)
         log.info("job %s: restarted here (restart requested on another instance)", name)
 
@@ -390,7 +454,8 @@ class Coordinator:
                 log.warning(
                     "job %s: lease not released (it lapses in %.0fs): %s", name, self.ttl, exc
                 )
-        self.held.clear()
+        for name in list(self.held):
+            self.drop(name)
         try:
             await self.manager.control.io(self.instances.remove, self.id)
         except StoreError as exc:

@@ -328,6 +328,12 @@ class JobManager:
         """:meth:`create` for a caller that has claimed the name."""
         if definition.name in self.connectors or definition.name in self.broken:
             raise ConflictError(f"job {definition.name!r} already exists")
+        if (
+            self.cluster is not None
+            and persist
+            and await self.control.io(self.stores.jobs.get, definition.name) is not None
+        ):  # created on another instance since the last heartbeat
+            raise ConflictError(f"job {definition.name!r} already exists")
         for service in definition.service_names():
             if service in self._removing_services:
                 raise ConflictError(f"service {service!r} is being deleted")
@@ -442,6 +448,11 @@ class JobManager:
                         started.append(name)
                 elif record is not None and self._restore(name, record, start=not safe_mode):
                     started.append(name)
+            except ConflictError as exc:
+                if self.cluster is None:
+                    log.error("job %s: not started: %s", name, exc)
+                else:  # another instance stored the file's job first: it is adopted below
+                    log.info("job %s: stored by another instance meanwhile", name)
             except MstreamError as exc:  # one bad job never stops the others
                 log.error("job %s: not started: %s", name, exc)
         if self.cluster is not None and not safe_mode:
@@ -610,7 +621,7 @@ class JobManager:
         old = self.get(name)
         if not await self.control.io(old.stop, timeout=timeout):
             raise ConflictError(f"job {name!r} did not stop within {timeout:.0f}s; try again")
-        self.cluster.held.pop(name, None)
+        self.cluster.drop(name)
         if start_from == "beginning":
             await self.control.io(self.stores.checkpoints.delete, name)
         self._desired[name] = DESIRED_RUNNING

@@ -257,6 +257,13 @@ class InstanceStore(_MongoStore):
         )
         return [{"id": str(row.pop("_id")), **row} for row in rows]
 
+    def prune(self, before: float) -> None:
+        """Delete the documents of instances silent since ``before`` (killed ones)."""
+        self._call(
+            "pruning heartbeats",
+            lambda: self.collection.delete_many({"heartbeat_at": {"$lt": before}}),
+        )
+
     def remove(self, instance: str) -> None:
         """Delete the instance's document (it stopped cleanly)."""
         self._call("removing the heartbeat", lambda: self.collection.delete_one({"_id": instance}))
