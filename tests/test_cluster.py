@@ -77,6 +77,8 @@ class Instance:
         return None
 
     def get(self, path: str) -> Any:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"instance {self.id} exited:\n{''.join(self.lines[-30:])}")
         reply = requests.get(self.url + path, timeout=10)
         assert reply.status_code == 200, reply.text
         return reply.json()
@@ -254,11 +256,16 @@ def test_one_owner_for_a_change_stream_and_kafka_replicas_on_all_three(
     wait_for(lambda: len(owners(first, "mirror")) == 3, 60, "three replicas of the Kafka job")
     assert len(owners(first, "changes")) == 1
     owner = owners(first, "changes")[0]
-    cluster = first.get("/cluster")
-    assert {m["id"] for m in cluster["instances"] if m["alive"]} == {"node-0", "node-1", "node-2"}
-    by_id = {m["id"]: m for m in cluster["instances"]}
-    assert "changes#0" in by_id[owner]["jobs"]
-    assert all(any(j.startswith("mirror#") for j in m["jobs"]) for m in by_id.values())
+
+    def listed() -> bool:  # every heartbeat, as the first instance last read them
+        members = {m["id"]: m for m in first.get("/cluster")["instances"] if m["alive"]}
+        return (
+            set(members) == {"node-0", "node-1", "node-2"}
+            and "changes#0" in members[owner]["jobs"]
+            and all(any(j.startswith("mirror#") for j in m["jobs"]) for m in members.values())
+        )
+
+    wait_for(listed, 30, "three live instances listing their job slots")
 
     # the change stream is read once: each change is written once
     client: MongoClient[dict[str, Any]] = MongoClient(mongodb_uri)
@@ -420,3 +427,54 @@ def test_a_stop_on_one_instance_stops_the_job_where_it_runs(
     # and a restart on that instance runs it again somewhere
     assert other.post("/jobs/ticks/restart").status_code == 200
     wait_for(lambda: len(owners(owner, "ticks")) == 1, 30, "the job running again")
+
+
+def test_jobs_created_through_one_api_run_once_and_are_listed_everywhere(
+    tmp_path: Path, mongodb_uri: str, unique_name: str, instances: list[Instance]
+) -> None:
+    cfg = write_config(tmp_path, mongodb_uri, unique_name, [], gen={"provider": "generator"})
+    for i in range(2):
+        instances.append(Instance(cfg, f"node-{i}", tmp_path))
+    a, b = instances
+    service = {"name": "api-gen", "provider": "generator", "count": 50, "rate": 100}
+    assert a.post("/services", service).status_code == 201
+    job = {
+        "name": "fifty",
+        "checkpoint": {"enabled": True, "interval_ms": 100},
+        "source": {"service_name": "api-gen", "resource": "counter", "output_encoding": "json"},
+        "sinks": [{"service_name": "files", "resource": "fifty.jsonl", "output_encoding": "json"}],
+    }
+    created = a.post("/jobs", job)
+    assert created.status_code == 201, created.text
+
+    def described(instance: Instance) -> dict[str, Any]:
+        reply = requests.get(f"{instance.url}/jobs/fifty", timeout=10)
+        return reply.json() if reply.status_code == 200 else {}  # type: ignore[no-any-return]
+
+    # b reads the service and the job within a heartbeat, and refuses the name
+    wait_for(lambda: described(b).get("instance") is not None, 30, "b to list the job")
+    same_name = b.post("/jobs", job)
+    assert same_name.status_code == 409, same_name.text
+    gone = requests.delete(f"{b.url}/jobs/fifty", timeout=30)
+    if described(b)["state"] == "running":  # still running: refused, naming where
+        assert gone.status_code == 409 and "stop it before deleting it" in gone.text
+    wait_for(
+        lambda: described(a)["state"] == described(b)["state"] == "completed",
+        30,
+        "both instances to show the job completed",
+    )
+    out = tmp_path / "out" / "fifty.jsonl"
+    assert sorted(json.loads(line)["n"] for line in out.read_text().splitlines()) == list(
+        range(50)
+    )  # run once: each event once
+    again = b.post("/jobs/fifty/restart")
+    assert again.status_code == 409 and "from=checkpoint" in again.text
+    assert b.post("/jobs/fifty/restart?from=beginning").status_code == 200
+    wait_for(lambda: len(out.read_text().splitlines()) == 100, 30, "a second run, from the start")
+    wait_for(lambda: described(a)["state"] == "completed", 30, "the second run to complete")
+    assert requests.delete(f"{a.url}/jobs/fifty", timeout=30).status_code == 204
+    wait_for(
+        lambda: requests.get(f"{b.url}/jobs/fifty", timeout=10).status_code == 404,
+        30,
+        "b to forget the deleted job",
+    )

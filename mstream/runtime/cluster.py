@@ -38,7 +38,7 @@ from mstream.errors import ConflictError, MstreamError, StoreError
 from mstream.runtime.connector import COMPLETED, FAILED, STOPPED, Connector
 from mstream.stores import Stores
 from mstream.stores.base import CheckpointStore
-from mstream.stores.cluster import FencedCheckpoints, InstanceStore, Lease, LeaseStore
+from mstream.stores.cluster import FINISHED, FencedCheckpoints, InstanceStore, Lease, LeaseStore
 
 if TYPE_CHECKING:
     from mstream.runtime.manager import JobManager
@@ -66,11 +66,16 @@ def default_instance_id() -> str:
 def cluster_stores(stores: Stores) -> tuple[MongoJobStore, MongoCheckpointStore] | None:
     """The job and checkpoint stores when both are in MongoDB (several instances can share
     them), else ``None``."""
-    from mstream.stores.mongodb import MongoCheckpointStore, MongoJobStore
+    from mstream.stores.mongodb import MongoCheckpointStore, MongoJobStore, MongoServiceStore
 
     if isinstance(stores.jobs, MongoJobStore) and isinstance(
         stores.checkpoints, MongoCheckpointStore
     ):
+        if not isinstance(stores.services, MongoServiceStore):
+            log.warning(
+                "services are in the embedded store: a service created through the API of "
+                "one instance is unknown to the others (set [system.service_lifecycle])"
+            )
         return stores.jobs, stores.checkpoints
     if isinstance(stores.jobs, MongoJobStore):
         log.warning(
@@ -117,6 +122,7 @@ class Coordinator:
         # when each holding's last successful renewal (or its taking) began
         self._renewed_at: dict[str, float] = {}
         self._beating = False
+        self._services_problem: str | None = None
 
     # -- what the job manager asks ------------------------------------------------------
 
@@ -356,7 +362,13 @@ class Coordinator:
                 manager.adopt(name, record)
             if name not in manager.connectors:
                 continue  # stored but invalid here: listed as broken
-            await self._apply(name, self._follow, record)
+            action = self._follow(name, record)
+            if action is None:
+                continue
+            if action[0] == self._restart_here:  # waits for a drain: not in the heartbeat
+                self._spawn(name, *action)
+            else:
+                await self._apply(name, *action)
 
     async def _load_services(self) -> bool:
         """Read the services other instances created (the service store is shared too).
@@ -369,8 +381,11 @@ class Coordinator:
         try:
             await self.manager.control.io(registry.load)
         except MstreamError as exc:
-            log.warning("cluster: stored services not read: %s", exc)
+            if str(exc) != self._services_problem:  # once, not at every heartbeat
+                log.warning("cluster: stored services not read: %s", exc)
+            self._services_problem = str(exc)
             return False
+        self._services_problem = None
         return registry.all() != before
 
     def _replaced(self, name: str, record: dict[str, Any]) -> bool:
@@ -397,7 +412,7 @@ class Coordinator:
 
     @contextmanager
     def _claimed(self, name: str) -> Iterator[None]:
-        with self.manager._exclusive(name, "cluster"):
+        with self.manager._exclusive(name, "heartbeat"):
             yield
 
     async def _forget(self, name: str) -> None:
@@ -409,25 +424,48 @@ class Coordinator:
         self.manager.forget(name)
         log.info("job %s: deleted on another instance; forgotten here", name)
 
-    async def _follow(self, name: str, record: dict[str, Any]) -> None:
-        """Make the job here what its record wants."""
+    def _follow(self, name: str, record: dict[str, Any]) -> tuple[Any, ...] | None:
+        """Take the job record's desired state and decide what to do here to follow it:
+        ``(step, *args)`` to run with the job claimed, or ``None`` (nothing; the job is
+        not claimed, so an API call on it is never refused because of a heartbeat)."""
         manager = self.manager
         desired = record.get("desired_state", "running")
         generation = int(record.get("generation", 0))
         manager.follow(name, desired, generation)
         lease = self.held.get(name)
         if lease is not None:
-            connector = manager.connectors[name]
-            if desired != "running" and connector.running:
-                connector.stop(timeout=0)  # drains on its thread; the lease goes when done
-                log.info("job %s: stopping here (stop requested on another instance)", name)
-            elif desired == "running" and generation > lease.generation:
-                self._spawn(name, self._restart_here, lease, generation)
-            return
-        if desired == "running":
-            await self.claim(name)
+            if desired != "running" and manager.connectors[name].running:
+                return (self._stop_here,)
+            if desired == "running" and generation > lease.generation:
+                return (self._restart_here, lease, generation)
+            return None
+        finished_before = record.get("last_state") == COMPLETED and not any(
+            s.job == name for s in self.seen
+        )  # completed before its store was shared: it has no lease to say so
+        if desired == "running" and not finished_before and self._free_slot(name):
+            return (self.claim,)
+        return None
+
+    def _free_slot(self, name: str) -> bool:
+        """Whether, as of the last heartbeat, some slot of the job may be taken: not held
+        by a live lease, and not finished (completed, failed) in the job's generation."""
+        replicas = self.manager.connectors[name].config.replicas
+        generation = self.manager.generation(name)
+        now = time.time()
+        blocked = {
+            s.slot
+            for s in self.seen
+            if s.job == name
+            and (not s.expired(now) or (s.state in FINISHED and s.generation >= generation))
+        }
+        return any(slot not in blocked for slot in range(replicas))
+
+    async def _stop_here(self, name: str) -> None:
+        self.manager.connectors[name].stop(timeout=0)  # drains on its thread
+        log.info("job %s: stopping here (stop requested on another instance)", name)
 
     async def _restart_here(self, name: str, lease: Lease, generation: int) -> None:
+        """Stop the job here, then run it in its new generation under a new token."""
         connector = self.manager.connectors[name]
         await self.manager.control.io(connector.stop, timeout=30.0)
         began = time.monotonic()

@@ -487,7 +487,7 @@ class JobManager:
         self._created[name] = float(record.get("created_at") or time.time())
         self._generation[name] = int(record.get("generation") or 0)
         if self.cluster is not None:  # its lease decides where it runs (the next heartbeat)
-            connector.mark(STOPPED)
+            connector.mark(COMPLETED if last == COMPLETED else STOPPED, record.get("reason"))
             return False
         if run:
             connector.start()
@@ -906,13 +906,17 @@ class JobManager:
         """One line with every job's counters, for the periodic progress log."""
         parts = []
         for c in list(self.connectors.values()):
+            if self.cluster is not None and not c.running and c.name not in self.cluster.held:
+                continue  # runs elsewhere, or nowhere
             snap = c.counters.snapshot()
             parts.append(
                 f"{c.name} [{c.state}] in={snap['events_in']:,} out={snap['events_out']:,} "
                 f"dead={snap['dead_lettered']:,} errors={snap['errors']:,} "
                 f"{snap['throughput_per_sec']:,.0f} ev/s"
             )
-        return "; ".join(parts) if parts else "no jobs"
+        if parts:
+            return "; ".join(parts)
+        return "no jobs" if self.cluster is None else "no jobs on this instance"
 
     def sample(self) -> None:
         """Take a throughput sample of every job (call every second, on the loop); keep a
