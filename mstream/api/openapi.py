@@ -339,6 +339,8 @@ _CLUSTER = {
                     "expires_at": {"type": "number"},
                     "generation": {"type": "integer"},
                     "state": {"type": ["string", "null"]},
+                    "reason": {"type": ["string", "null"]},
+                    "started_at": {"type": ["number", "null"]},
                     "live": {"type": "boolean"},
                 },
             },

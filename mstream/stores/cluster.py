@@ -94,6 +94,8 @@ class Lease:
             "expires_at": self.expires_at,
             "generation": self.generation,
             "state": self.state,
+            "reason": self.reason,
+            "started_at": self.started_at,
         }
 
     @classmethod
