@@ -33,6 +33,7 @@ import requests
 from pymongo import MongoClient
 
 from tests.test_mongodb import Writer
+from tests.test_service_restart import job as counter_job
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.mongodb, pytest.mark.slow]
@@ -337,22 +338,25 @@ def test_sigkill_of_the_owner_hands_the_job_over_with_nothing_lost(
     client.close()
 
 
+def two_instances_ticking(
+    tmp: Path, uri: str, db: str, instances: list[Instance]
+) -> tuple[Instance, Instance]:
+    """Two instances sharing one generator → file job "ticks" (200 events/s, checkpoints
+    every 100 ms): (the one running it, the other)."""
+    cfg = write_config(
+        tmp, uri, db, [counter_job("ticks")], gen={"provider": "generator", "rate": 200}
+    )
+    for i in range(2):
+        instances.append(Instance(cfg, f"node-{i}", tmp))
+    owner_id = wait_for(lambda: owners(instances[0], "ticks"), 30, "an owner")[0]
+    owner = next(i for i in instances if i.id == owner_id)
+    return owner, next(i for i in instances if i is not owner)
+
+
 def test_paused_owner_is_fenced_after_sigcont(
     tmp_path: Path, mongodb_uri: str, unique_name: str, instances: list[Instance]
 ) -> None:
-    gen = {"provider": "generator", "rate": 200}
-    job = {
-        "name": "ticks",
-        "checkpoint": {"enabled": True, "interval_ms": 100},
-        "source": {"service_name": "gen", "resource": "counter", "output_encoding": "json"},
-        "sinks": [{"service_name": "files", "resource": "ticks.jsonl", "output_encoding": "json"}],
-    }
-    cfg = write_config(tmp_path, mongodb_uri, unique_name, [job], gen=gen)
-    for i in range(2):
-        instances.append(Instance(cfg, f"node-{i}", tmp_path))
-    owner_id = wait_for(lambda: owners(instances[0], "ticks"), 30, "an owner")[0]
-    owner = next(i for i in instances if i.id == owner_id)
-    other = next(i for i in instances if i is not owner)
+    owner, other = two_instances_ticking(tmp_path, mongodb_uri, unique_name, instances)
     client: MongoClient[dict[str, Any]] = MongoClient(mongodb_uri)
     checkpoints = client[unique_name]["checkpoints"]
     leases = client[unique_name]["jobs_leases"]
@@ -391,19 +395,7 @@ def test_paused_owner_is_fenced_after_sigcont(
 def test_a_stop_on_one_instance_stops_the_job_where_it_runs(
     tmp_path: Path, mongodb_uri: str, unique_name: str, instances: list[Instance]
 ) -> None:
-    gen = {"provider": "generator", "rate": 100}
-    job = {
-        "name": "ticks",
-        "checkpoint": {"enabled": True, "interval_ms": 100},
-        "source": {"service_name": "gen", "resource": "counter", "output_encoding": "json"},
-        "sinks": [{"service_name": "files", "resource": "ticks.jsonl", "output_encoding": "json"}],
-    }
-    cfg = write_config(tmp_path, mongodb_uri, unique_name, [job], gen=gen)
-    for i in range(2):
-        instances.append(Instance(cfg, f"node-{i}", tmp_path))
-    owner_id = wait_for(lambda: owners(instances[0], "ticks"), 30, "an owner")[0]
-    owner = next(i for i in instances if i.id == owner_id)
-    other = next(i for i in instances if i is not owner)
+    owner, other = two_instances_ticking(tmp_path, mongodb_uri, unique_name, instances)
     wait_for(lambda: owner.get("/jobs/ticks")["counters"]["events_out"] > 0, 30, "events")
     assert other.get("/jobs/ticks")["instance"] == owner.id
 
@@ -438,12 +430,7 @@ def test_jobs_created_through_one_api_run_once_and_are_listed_everywhere(
     a, b = instances
     service = {"name": "api-gen", "provider": "generator", "count": 50, "rate": 100}
     assert a.post("/services", service).status_code == 201
-    job = {
-        "name": "fifty",
-        "checkpoint": {"enabled": True, "interval_ms": 100},
-        "source": {"service_name": "api-gen", "resource": "counter", "output_encoding": "json"},
-        "sinks": [{"service_name": "files", "resource": "fifty.jsonl", "output_encoding": "json"}],
-    }
+    job = counter_job("fifty", source="api-gen")
     created = a.post("/jobs", job)
     assert created.status_code == 201, created.text
 

@@ -26,6 +26,7 @@ from mstream.service import ServiceOptions
 from mstream.stores.cluster import FencedCheckpoints, LeaseLost, LeaseStore
 from mstream.stores.mongodb import MongoCheckpointStore, MongoConnection
 from tests.test_mongodb_stores import KEY, mongo_config
+from tests.test_service_restart import job as counter_job
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.mongodb
@@ -156,24 +157,7 @@ def test_an_instance_whose_store_dies_stops_its_jobs_by_the_clock(tmp_path: Path
                     {"name": "gen", "provider": "generator", "rate": 100},
                     {"name": "files", "provider": "file", "base_dir": str(tmp_path / "out")},
                 ],
-                "connectors": [
-                    {
-                        "name": "ticks",
-                        "checkpoint": {"enabled": True, "interval_ms": 100},
-                        "source": {
-                            "service_name": "gen",
-                            "resource": "counter",
-                            "output_encoding": "json",
-                        },
-                        "sinks": [
-                            {
-                                "service_name": "files",
-                                "resource": "t.jsonl",
-                                "output_encoding": "json",
-                            }
-                        ],
-                    }
-                ],
+                "connectors": [counter_job("ticks", "t.jsonl")],
                 "system": {
                     "data_dir": str(tmp_path / "data"),
                     "instance_id": "solo",

@@ -27,6 +27,7 @@ from mstream.service import ServiceOptions
 from tests import test_dashboard
 from tests.test_dashboard import KEY, css, number, one, screenshot, text_of, wait
 from tests.test_mongodb_stores import mongo_config
+from tests.test_service_restart import job as counter_job
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.dashboard
@@ -50,24 +51,7 @@ def start_instance(uri: str, db_name: str, tmp: Path, instance_id: str) -> Servi
                 {"name": "gen", "provider": "generator", "rate": 100},
                 {"name": "files", "provider": "file", "base_dir": str(tmp / "out")},
             ],
-            "connectors": [
-                {
-                    "name": JOB,
-                    "source": {
-                        "service_name": "gen",
-                        "resource": "counter",
-                        "output_encoding": "json",
-                    },
-                    "sinks": [
-                        {
-                            "service_name": "files",
-                            "resource": "flow.jsonl",
-                            "output_encoding": "json",
-                        }
-                    ],
-                    "checkpoint": {"enabled": True, "interval_ms": 500},
-                }
-            ],
+            "connectors": [counter_job(JOB, "flow.jsonl")],
             "system": {
                 "data_dir": str(tmp / f"data-{instance_id}"),
                 "encryption_key_path": str(tmp / "key"),
