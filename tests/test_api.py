@@ -356,5 +356,6 @@ def test_an_instance_on_the_embedded_store_shares_nothing(api: Client) -> None:
     cluster = api.ok("GET", "/cluster")
     assert cluster["enabled"] is False
     assert cluster["instances"] == [] and cluster["leases"] == []
+    api.ok("POST", "/services", {"name": "endless", "provider": "generator", "rate": 50}, 201)
     api.ok("POST", "/jobs", job_definition("forever", "endless", "files", "f.jsonl"), 201)
     assert "instance" not in api.ok("GET", "/jobs/forever")
