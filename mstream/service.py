@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import signal
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -39,11 +40,13 @@ from tornado.ioloop import IOLoop, PeriodicCallback
 
 from mstream import file_access
 from mstream.config.model import Config
+from mstream.config.schema import INSTANCE_ID_ERROR, INSTANCE_ID_PATTERN
 from mstream.crypto import ENV_KEY, ENV_KEY_FILE, Cipher, load_key
 from mstream.errors import ConfigError
 from mstream.log_buffer import LogBuffer
 from mstream.registry import SecretLogFilter, ServiceRegistry
 from mstream.runtime import ControlLoop, JobManager
+from mstream.runtime.cluster import Coordinator, cluster_stores
 from mstream.stores import Stores
 
 log = logging.getLogger("mstream")
@@ -67,6 +70,8 @@ class ServiceOptions:
         max_body_size: request bodies above this many bytes get 413.
         stop_timeout: seconds a job may take to drain when stopped.
         safe_mode: start with every stored job stopped (``mstream --safe-mode``).
+        instance_id: this instance's id among several (``MSTREAM_INSTANCE_ID``; wins over
+            ``[system] instance_id``).
         start_timeout: seconds a job may take to open its steps before the start watchdog
             fails it.
         environ: the environment to read keys from (``os.environ`` when omitted).
@@ -82,6 +87,7 @@ class ServiceOptions:
     max_body_size: int = 1024 * 1024
     stop_timeout: float = 30.0
     safe_mode: bool = False
+    instance_id: str | None = None
     start_timeout: float = 60.0
     environ: Mapping[str, str] | None = field(default=None, repr=False)
 
@@ -104,7 +110,13 @@ class ServiceOptions:
             raise ConfigError(
                 f"MSTREAM_API_PORT: expected a port number 0-65535 (got {raw_port!r})"
             )
+        instance_id = env.get("MSTREAM_INSTANCE_ID", "").strip() or None
+        if instance_id is not None and not re.match(INSTANCE_ID_PATTERN, instance_id):
+            raise ConfigError(
+                "MSTREAM_INSTANCE_ID: " + INSTANCE_ID_ERROR.format(input=instance_id[:100])
+            )
         opts = cls(
+            instance_id=instance_id,
             api_host=env.get("MSTREAM_API_HOST", "").strip() or DEFAULT_API_HOST,
             api_port=port,
             api_token=env.get("MSTREAM_API_TOKEN") or None,
@@ -207,6 +219,7 @@ class Service:
         self.port: int | None = None
         self.executor = ThreadPoolExecutor(16, thread_name_prefix="mstream-api")
         self._callbacks: list[PeriodicCallback] = []
+        self._heartbeat: PeriodicCallback | None = None
         self._log_filter: SecretLogFilter | None = None
         self.logs: LogBuffer | None = None
 
@@ -275,6 +288,21 @@ class Service:
                 " (bearer token required)" if opts.api_token else "",
             )
         manager = self.manager
+        if opts.instance_id is not None:
+            manager.instance_id = opts.instance_id
+        if cluster_stores(self.stores) is not None:
+            manager.cluster = Coordinator(
+                manager,
+                manager.instance_id,
+                self.config.system.cluster,
+                self.url if self.port is not None else None,
+            )
+            log.info(
+                "instance %s: jobs shared with the other instances using these stores "
+                "(lease %d ms)",
+                manager.instance_id,
+                self.config.system.cluster.lease_ttl_ms,
+            )
         started = await manager.bootstrap(None, safe_mode=opts.safe_mode)
         log.info(
             "mstream started: %d job(s), %d running (startup_state = %s%s) from %s",
@@ -293,13 +321,21 @@ class Service:
                 opts.progress_interval * 1000,
             ),
         ]
+        if manager.cluster is not None:
+            self._heartbeat = PeriodicCallback(
+                manager.cluster.tick, self.config.system.cluster.heartbeat_interval_ms
+            )
+            self._callbacks.append(self._heartbeat)
         for callback in self._callbacks:
             callback.start()
 
     async def stop(self) -> None:
         """Stop serving, drain every job (their desired states are kept) and close the stores."""
+        # the cluster heartbeat keeps renewing the leases while the jobs drain
+        beat = self._heartbeat
         for callback in self._callbacks:
-            callback.stop()
+            if callback is not beat:
+                callback.stop()
         self._callbacks = []
         if self.server is not None:
             self.server.stop()
@@ -320,6 +356,12 @@ class Service:
                 )
                 manager.abandon_all()
                 still = await manager.stop_all(drain=False, timeout=5.0)
+            if beat is not None:
+                beat.stop()
+                self._heartbeat = None
+            if manager.cluster is not None:
+                await manager.cluster.leave()
+                manager.cluster.close()
             manager.sample()
             log.info("final: %s", manager.progress_line())
             await loop.run_in_executor(self.executor, manager.close)

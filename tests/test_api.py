@@ -350,3 +350,12 @@ def test_client_errors_are_not_logged_as_server_problems(
         if r.levelno >= 30 and r.name != "tornado.access" and "no-such-job" in r.getMessage()
     ]
     assert noisy == []
+
+
+def test_an_instance_on_the_embedded_store_shares_nothing(api: Client) -> None:
+    cluster = api.ok("GET", "/cluster")
+    assert cluster["enabled"] is False
+    assert cluster["instances"] == [] and cluster["leases"] == []
+    api.ok("POST", "/services", {"name": "endless", "provider": "generator", "rate": 50}, 201)
+    api.ok("POST", "/jobs", job_definition("forever", "endless", "files", "f.jsonl"), 201)
+    assert "instance" not in api.ok("GET", "/jobs/forever")

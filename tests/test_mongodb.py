@@ -349,6 +349,8 @@ def test_stop_mid_stream_then_resume_from_the_saved_token(
     wait_until_streaming(coll, tmp_path / "first.jsonl")
     writer = Writer(coll).start()
     wait_for(lambda: len(numbered(json_lines(tmp_path / "first.jsonl"))) >= 500, 30, "500 lines")
+    before = store.latest("resume")
+    wait_for(lambda: store.latest("resume") != before, 30, "a checkpoint after those lines")
     assert first.stop(drain=False)
     stopped_at = writer.count
     wait_for(lambda: writer.count >= stopped_at + 500, 30, "500 more writes while stopped")

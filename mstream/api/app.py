@@ -25,6 +25,7 @@ from mstream.api.access import is_loopback, mask_token_query
 from mstream.api.base import DISCARD_LIMIT, ApiContext
 from mstream.api.dead_letters import DeadLetterReplayHandler, DeadLettersHandler
 from mstream.api.handlers import (
+    ClusterHandler,
     HealthHandler,
     JobCheckpointsHandler,
     JobHandler,
@@ -70,6 +71,7 @@ ROUTES: list[tuple[str, type[RequestHandler]]] = [
     ("/health", HealthHandler),
     ("/metrics", MetricsHandler),
     ("/stats", StatsHandler),
+    ("/cluster", ClusterHandler),
     ("/logs", LogsHandler),
     ("/test-suites", TestSuitesHandler),
     ("/test-suites/{name}", TestSuiteHandler),

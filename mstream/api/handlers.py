@@ -181,6 +181,25 @@ class JobHandler(ApiHandler):
         self.finish()
 
 
+class ClusterHandler(ApiHandler):
+    """``GET /cluster``: the instances sharing the state stores and the job leases."""
+
+    def get(self) -> None:
+        """As of the last heartbeat (read on the loop)."""
+        cluster = self.manager.cluster
+        if cluster is not None:
+            self.send_json(cluster.view())
+            return
+        self.send_json(
+            {
+                "enabled": False,
+                "instance_id": self.manager.instance_id,
+                "instances": [],
+                "leases": [],
+            }
+        )
+
+
 class StatsHandler(ApiHandler):
     """``GET /stats``: events and bytes processed across every job, jobs by state."""
 

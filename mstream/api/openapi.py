@@ -278,6 +278,73 @@ _JOB = {
         "origin": {"enum": ["file", "api"]},
         "services": {"type": "array", "items": {"type": "string"}},
         "counters": _ref("Counters"),
+        "instance": {
+            "type": ["string", "null"],
+            "description": "Several instances: the instance running the job (null: none).",
+        },
+        "instances": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "Several instances: every instance running it (replicas).",
+        },
+    },
+}
+
+_CLUSTER = {
+    "type": "object",
+    "required": ["enabled", "instance_id", "instances", "leases"],
+    "properties": {
+        "enabled": {
+            "type": "boolean",
+            "description": "Whether jobs are shared with other instances (jobs and "
+            "checkpoints in MongoDB).",
+        },
+        "instance_id": {"type": "string", "description": "This instance."},
+        "lease_ttl_ms": {"type": "integer"},
+        "heartbeat_interval_ms": {"type": "integer"},
+        "instances": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["id", "heartbeat_at", "jobs", "alive"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "host": {"type": "string"},
+                    "pid": {"type": "integer"},
+                    "api_url": {"type": ["string", "null"]},
+                    "version": {"type": "string"},
+                    "started_at": {"type": "number"},
+                    "heartbeat_at": {"type": "number", "description": "Unix time"},
+                    "jobs": {
+                        "type": "array",
+                        "items": {"type": "string"},
+                        "description": "The job slots it holds (<job>#<slot>).",
+                    },
+                    "alive": {
+                        "type": "boolean",
+                        "description": "Its heartbeat is younger than the lease TTL.",
+                    },
+                },
+            },
+        },
+        "leases": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "job": {"type": "string"},
+                    "slot": {"type": "integer"},
+                    "owner": {"type": "string"},
+                    "token": {"type": "integer", "description": "The fencing token."},
+                    "expires_at": {"type": "number"},
+                    "generation": {"type": "integer"},
+                    "state": {"type": ["string", "null"]},
+                    "reason": {"type": ["string", "null"]},
+                    "started_at": {"type": ["number", "null"]},
+                    "live": {"type": "boolean"},
+                },
+            },
+        },
     },
 }
 
@@ -835,6 +902,13 @@ _DOCUMENT: dict[str, Any] = {
             },
             ["cases"],
         ),
+        "/cluster": {
+            "get": {
+                "summary": "The instances sharing this one's state stores, their heartbeats "
+                "and jobs, and every job lease",
+                "responses": {"200": _json(_ref("Cluster"), "The cluster"), **_AUTH_ERRORS},
+            }
+        },
         "/stats": {
             "get": {
                 "summary": "Events and bytes processed across every job; jobs by state",
@@ -926,6 +1000,7 @@ _DOCUMENT: dict[str, Any] = {
             "ConnectorDefinition": _CONNECTOR,
             "Counters": _COUNTERS,
             "Job": _JOB,
+            "Cluster": _CLUSTER,
             "JobDetail": {
                 "allOf": [
                     _ref("Job"),

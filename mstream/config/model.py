@@ -95,6 +95,9 @@ class ConnectorConfig:
     """Decode every payload at the source, so an undecodable one is dead-lettered there.
     False forwards the payloads of a passthrough (no step needs the document) byte for
     byte, as a mirror does; a bad payload is then caught only where a step decodes it."""
+    replicas: int = 1
+    """How many instances run the job at once (Kafka and Pub/Sub sources only; with several
+    instances sharing MongoDB state stores, see :mod:`mstream.cluster`)."""
 
     def service_names(self) -> set[str]:
         """Every service this connector uses."""
@@ -140,6 +143,8 @@ class ConnectorConfig:
             out["dead_letter"] = dl
         if not self.verify_payloads:
             out["verify_payloads"] = False
+        if self.replicas != 1:
+            out["replicas"] = self.replicas
         return out
 
 
@@ -158,6 +163,15 @@ class LogsConfig:
 
     buffer_capacity: int
     stream_preload_count: int
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """``[system.cluster]``: how long a job's lease lasts unrenewed, and how often each
+    instance renews its leases and writes its heartbeat (defaults in the schema)."""
+
+    lease_ttl_ms: int = 10_000
+    heartbeat_interval_ms: int = 2000
 
 
 @dataclass(frozen=True)
@@ -183,6 +197,9 @@ class SystemConfig:
     workspaces: StoreRef | None = None
     logs: LogsConfig = field(default_factory=lambda: LogsConfig(10_000, 100))
     generate_encryption_key: bool | None = None
+    instance_id: str | None = None
+    """This instance's id in the cluster (host and process id when ``None``)."""
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
 
 @dataclass(frozen=True)

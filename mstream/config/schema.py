@@ -28,11 +28,12 @@ import re
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from mstream.config.compat import UNKNOWN_KEY_HINT
 from mstream.config.model import (
     BatchConfig,
+    ClusterConfig,
     ConnectorConfig,
     DeadLetterConfig,
     LogsConfig,
@@ -159,6 +160,11 @@ class ConnectorSchema(StrictSchema):
     checkpoint = fields.Nested(CheckpointSchema, load_default=None)
     dead_letter = fields.Nested(DeadLetterSchema, load_default=None)
     verify_payloads = fields.Boolean(load_default=True)
+    replicas = fields.Integer(
+        load_default=1,
+        strict=True,
+        validate=validate.Range(min=1, max=64, error="must be between 1 and 64"),
+    )
 
 
 class StoreRefSchema(StrictSchema):
@@ -197,6 +203,33 @@ class LogsSchema(StrictSchema):
     )
 
 
+INSTANCE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$"
+INSTANCE_ID_ERROR = "must be 1-100 letters, digits, '_', '.', ':' or '-' (got {input!r})"
+
+
+class ClusterSchema(StrictSchema):
+    """``[system.cluster]``: leases of several instances sharing MongoDB state stores."""
+
+    lease_ttl_ms = fields.Integer(
+        load_default=10_000,
+        strict=True,
+        validate=validate.Range(min=1000, max=600_000, error="must be between 1000 and 600000"),
+    )
+    heartbeat_interval_ms = fields.Integer(
+        load_default=2000,
+        strict=True,
+        validate=validate.Range(min=100, max=60_000, error="must be between 100 and 60000"),
+    )
+
+    @validates_schema
+    def _renewed_in_time(self, data: dict[str, Any], **_: Any) -> None:
+        if data["heartbeat_interval_ms"] * 2 > data["lease_ttl_ms"]:
+            raise ValidationError(
+                "must be at most half of lease_ttl_ms (a lease is renewed at every heartbeat)",
+                "heartbeat_interval_ms",
+            )
+
+
 class SystemSchema(StrictSchema):
     """The ``[system]`` table.
 
@@ -220,6 +253,11 @@ class SystemSchema(StrictSchema):
     workspaces = fields.Nested(StoreRefSchema, load_default=None)
     logs = fields.Nested(LogsSchema, load_default=lambda: LogsSchema().load({}))
     generate_encryption_key = fields.Boolean(load_default=None)
+    instance_id = fields.String(
+        load_default=None,
+        validate=validate.Regexp(INSTANCE_ID_PATTERN, error=INSTANCE_ID_ERROR),
+    )
+    cluster = fields.Nested(ClusterSchema, load_default=lambda: ClusterSchema().load({}))
 
 
 class FileSchema(StrictSchema):
@@ -455,6 +493,31 @@ def _undefined_services(raw: Any, path: str, services: Mapping[str, ServiceConfi
     ]
 
 
+REPLICATED_SOURCES = ("kafka", "pubsub")
+"""Source providers that several instances can read at once (consumer group, subscription)."""
+
+
+def _replica_problems(
+    data: Mapping[str, Any], services: Mapping[str, ServiceConfig], where: str
+) -> list[str]:
+    """What is wrong with ``replicas`` above 1: a single-reader source, or checkpoints (the
+    consumer group or subscription keeps the position of replicas)."""
+    if data["replicas"] == 1:
+        return []
+    service = services.get(data["source"]["service_name"])
+    if service is not None and service.provider not in REPLICATED_SOURCES:
+        return [
+            f"{where}: a {service.provider!r} source has a single reader, so it runs on one "
+            "instance (replicas above 1 need a kafka or pubsub source)"
+        ]
+    if (data["checkpoint"] or {}).get("enabled"):
+        return [
+            f"{where}: replicas share the consumer group's (or subscription's) position; "
+            "remove checkpoint = { enabled = true } or set replicas = 1"
+        ]
+    return []
+
+
 def parse_connector(
     raw: Any, services: Mapping[str, ServiceConfig], path: str = ""
 ) -> ConnectorConfig:
@@ -556,6 +619,7 @@ def parse_connector(
                         f"{p('sinks')}[{i}].{key}: {value!r} has no effect without batching "
                         '(add batch = { kind = "count", size = N } to the connector, or remove it)'
                     )
+    problems += _replica_problems(data, services, p("replicas"))
     if problems:
         raise ConfigError(problems)
     assert source is not None
@@ -573,6 +637,7 @@ def parse_connector(
         checkpoint_interval_ms=int(checkpoint["interval_ms"]),
         dead_letter=dead_letter,
         verify_payloads=data["verify_payloads"],
+        replicas=data["replicas"],
     )
 
 
@@ -622,6 +687,8 @@ def parse_system(
         workspaces=refs["workspaces"],
         logs=LogsConfig(**data["logs"]),
         generate_encryption_key=data["generate_encryption_key"],
+        instance_id=data["instance_id"],
+        cluster=ClusterConfig(**data["cluster"]),
     )
 
 

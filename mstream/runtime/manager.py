@@ -64,7 +64,7 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tornado.locks import Condition
 
@@ -72,13 +72,13 @@ from mstream.config.checks import connector_problems
 from mstream.config.compat import log_not_acted_on
 from mstream.config.model import Config, ConnectorConfig, ServiceConfig
 from mstream.config.schema import parse_connector, parse_service
-from mstream.core import ConnectorCounters
 from mstream.errors import ConfigError, ConflictError, MstreamError, NotFoundError
 from mstream.online_check import failures_of
 from mstream.providers.mongodb import install_schema_collection
 from mstream.registry import ServiceRegistry
 from mstream.runtime.admission import check_files, check_service
 from mstream.runtime.broken import BrokenJob
+from mstream.runtime.cluster import default_instance_id
 from mstream.runtime.connector import (
     COMPLETED,
     CREATED,
@@ -90,14 +90,15 @@ from mstream.runtime.connector import (
 )
 from mstream.runtime.control import ControlLoop
 from mstream.runtime.history import MetricsHistory
-from mstream.runtime.monitoring import job_metrics
+from mstream.runtime.job_views import DESIRED_RUNNING, DESIRED_STOPPED, JobViews
 from mstream.runtime.replay import replay
 from mstream.stores import Stores
 
+if TYPE_CHECKING:
+    from mstream.runtime.cluster import Coordinator
+
 log = logging.getLogger("mstream.jobs")
 
-DESIRED_RUNNING = "running"
-DESIRED_STOPPED = "stopped"
 STARTUP_STATES = ("force_from_file", "seed_from_file", "keep")
 RESTART_FROM = ("checkpoint", "beginning")
 """Where a completed job may be restarted from (``POST /jobs/{name}/restart?from=...``)."""
@@ -106,7 +107,7 @@ REPLAY_LIMIT = 1000
 """Dead letters one replay request sends at most (the response says how many remain)."""
 
 
-class JobManager:
+class JobManager(JobViews):
     """Creates, starts, stops, restarts and deletes jobs; a failing one never affects others.
 
     Args:
@@ -152,6 +153,7 @@ class JobManager:
         self._desired: dict[str, str] = {}
         self._origin: dict[str, str] = {}
         self._created: dict[str, float] = {}
+        self._generation: dict[str, int] = {}  # raised by every restart (several instances)
         self._busy: dict[str, str] = {}  # job name -> the lifecycle operation in progress
         self._idle = Condition()
         self._removing_services: set[str] = set()
@@ -159,6 +161,9 @@ class JobManager:
         # job records are written in order, one at a time, off the loop
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="mstream-jobstore")
         self.history = MetricsHistory()
+        self.instance_id = config.system.instance_id or default_instance_id()
+        self.cluster: Coordinator | None = None
+        """Set when several instances share the stores (:mod:`mstream.runtime.cluster`)."""
 
     # -- services ------------------------------------------------------------------------
 
@@ -230,6 +235,7 @@ class JobManager:
             "desired_state": self._desired.get(name, DESIRED_RUNNING),
             "origin": self._origin.get(name, "api"),
             "created_at": self._created.get(name, time.time()),
+            "generation": self._generation.get(name, 0),
             "last_state": connector.state,
             "reason": connector.reason,
             "started_at": connector.started_at,
@@ -248,7 +254,9 @@ class JobManager:
         self.control.post(self._changed, connector)
 
     async def _changed(self, connector: Connector) -> None:
-        if self.connectors.get(connector.name) is connector and (
+        if self.cluster is not None:  # the owner's view goes to its lease, not the record
+            await self.cluster.observed(connector)
+        elif self.connectors.get(connector.name) is connector and (
             connector.state in PERSISTED_STATES
         ):
             try:
@@ -280,10 +288,13 @@ class JobManager:
             self._idle.notify_all()
 
     def _new_connector(self, definition: ConnectorConfig) -> Connector:
+        checkpoints = self.stores.checkpoints
+        if self.cluster is not None and definition.name in self.cluster.held:
+            checkpoints = self.cluster.checkpoints_for(definition.name)
         return Connector(
             definition,
             self.services,
-            self.stores.checkpoints,
+            checkpoints,
             on_change=self._reported,
             dead_letters=self.stores.dead_letters,
             max_restarts=self.max_restarts,
@@ -314,6 +325,12 @@ class JobManager:
         """:meth:`create` for a caller that has claimed the name."""
         if definition.name in self.connectors or definition.name in self.broken:
             raise ConflictError(f"job {definition.name!r} already exists")
+        if (
+            self.cluster is not None
+            and persist
+            and await self.control.io(self.stores.jobs.get, definition.name) is not None
+        ):  # created on another instance since the last heartbeat
+            raise ConflictError(f"job {definition.name!r} already exists")
         for service in definition.service_names():
             if service in self._removing_services:
                 raise ConflictError(f"service {service!r} is being deleted")
@@ -326,6 +343,10 @@ class JobManager:
         self._created[definition.name] = time.time()
         if persist:
             await self._persist(definition.name)
+        if start and self.cluster is not None:
+            if await self.cluster.claim(definition.name):
+                log.info("job %s started", definition.name)
+            return self.connectors[definition.name]
         if start:
             connector.start()
             log.info("job %s started", definition.name)
@@ -356,7 +377,11 @@ class JobManager:
                 raise ConfigError(failed)
         with self._exclusive(definition.name, "create"):
             connector = await self._create(definition, start=True, origin="api", persist=True)
-        log.info("job %s created and started", definition.name)
+        log.info(
+            "job %s created and %s",
+            definition.name,
+            "started" if connector.running or self.cluster is None else "handed to the cluster",
+        )
         return connector
 
     async def start_enabled(self) -> None:
@@ -420,8 +445,16 @@ class JobManager:
                         started.append(name)
                 elif record is not None and self._restore(name, record, start=not safe_mode):
                     started.append(name)
+            except ConflictError as exc:
+                if self.cluster is None:
+                    log.error("job %s: not started: %s", name, exc)
+                else:  # another instance stored the file's job first: it is adopted below
+                    log.info("job %s: stored by another instance meanwhile", name)
             except MstreamError as exc:  # one bad job never stops the others
                 log.error("job %s: not started: %s", name, exc)
+        if self.cluster is not None and not safe_mode:
+            await self.cluster.beat()  # takes the leases of the jobs that want to run
+            return sorted(self.cluster.held)
         return started
 
     def _restore(self, name: str, record: Mapping[str, Any], *, start: bool = True) -> bool:
@@ -449,6 +482,10 @@ class JobManager:
         self._desired[name] = DESIRED_STOPPED if desired == DESIRED_STOPPED else DESIRED_RUNNING
         self._origin[name] = str(record.get("origin", "api"))
         self._created[name] = float(record.get("created_at") or time.time())
+        self._generation[name] = int(record.get("generation") or 0)
+        if self.cluster is not None:  # its lease decides where it runs (the next heartbeat)
+            connector.mark(COMPLETED if last == COMPLETED else STOPPED, record.get("reason"))
+            return False
         if run:
             connector.start()
             log.info("job %s restored and started (resumes from its checkpoint)", name)
@@ -473,10 +510,17 @@ class JobManager:
         with self._exclusive(name, "stop"):
             connector = self.get(name)
             self._desired[name] = DESIRED_STOPPED
+            if self.cluster is not None:
+                await self._persist(name)  # first: the job's other owners follow the record
             await self.control.io(connector.stop, drain=drain, timeout=timeout)
             if connector.state == CREATED:
                 connector.mark(STOPPED)
-            await self._persist(name)
+            if self.cluster is None:
+                await self._persist(name)
+            elif self.cluster.elsewhere(name) and not await self.cluster.wait_released(
+                name, timeout
+            ):
+                log.warning("job %s: still running elsewhere %.0fs after the stop", name, timeout)
             log.info("job %s stopped by request (%s)", name, connector.state)
         return connector
 
@@ -516,6 +560,8 @@ class JobManager:
                     name, float(broken.record.get("created_at") or time.time())
                 )
                 self._origin.setdefault(name, str(broken.record.get("origin", "api")))
+            elif self.cluster is not None:
+                return await self._restart_in_cluster(name, timeout, start_from)
             else:
                 old = self.get(name)
                 if old.state == COMPLETED and start_from is None:
@@ -534,7 +580,11 @@ class JobManager:
             fresh = self._new_connector(definition)
             self.connectors[name] = fresh
             self._desired[name] = DESIRED_RUNNING
+            self._generation[name] = self._generation.get(name, 0) + 1
             await self._persist(name)
+            if self.cluster is not None:
+                await self.cluster.claim(name)
+                return self.connectors[name]
             fresh.start()
             log.info(
                 "job %s restarted (%s)",
@@ -544,6 +594,39 @@ class JobManager:
                 else "resumes from its checkpoint",
             )
         return fresh
+
+    async def _restart_in_cluster(
+        self, name: str, timeout: float, start_from: str | None
+    ) -> Connector:
+        """:meth:`restart` with several instances: a new generation in the job record,
+        which the job's owners elsewhere apply at their next heartbeat; here, the job is
+        stopped and a free slot taken."""
+        assert self.cluster is not None
+        described = self.describe(name, definition=False)
+        if described["state"] == COMPLETED and start_from is None:
+            raise ConflictError(
+                f"job {name!r} has completed; running it again may write its events "
+                "again: restart with from=checkpoint (resume after the last saved "
+                "position) or from=beginning (forget its checkpoints)"
+            )
+        elsewhere = sorted({lease.owner for lease in self.cluster.elsewhere(name)})
+        if start_from == "beginning" and elsewhere:
+            raise ConflictError(
+                f"job {name!r} runs on {', '.join(elsewhere)}; stop it before restarting it "
+                "from the beginning"
+            )
+        old = self.get(name)
+        if not await self.control.io(old.stop, timeout=timeout):
+            raise ConflictError(f"job {name!r} did not stop within {timeout:.0f}s; try again")
+        self.cluster.drop(name)
+        if start_from == "beginning":
+            await self.control.io(self.stores.checkpoints.delete, name)
+        self._desired[name] = DESIRED_RUNNING
+        self._generation[name] = self._generation.get(name, 0) + 1
+        await self._persist(name)
+        await self.cluster.claim(name)
+        log.info("job %s restarted (generation %d)", name, self._generation[name])
+        return self.connectors[name]
 
     async def delete(self, name: str, *, keep_checkpoints: bool = False) -> None:
         """Delete a job that is not running (and, unless kept, its checkpoints).
@@ -562,12 +645,15 @@ class JobManager:
                 raise ConflictError(
                     f"job {name!r} is {connector.state}; stop it before deleting it"
                 )
-            self.connectors.pop(name, None)
-            self.broken.pop(name, None)
-            for table in (self._desired, self._origin, self._created):
-                table.pop(name, None)
-            self.history.forget(name)
+            if self.cluster is not None and self.cluster.elsewhere(name):
+                owners = sorted({lease.owner for lease in self.cluster.elsewhere(name)})
+                raise ConflictError(
+                    f"job {name!r} runs on {', '.join(owners)}; stop it before deleting it"
+                )
+            self.forget(name)
             await self.control.loop.run_in_executor(self._writer, self.stores.jobs.delete, name)
+            if self.cluster is not None:
+                await self.control.io(self.cluster.leases.forget, name)
             if not keep_checkpoints:
                 await self.control.io(self.stores.checkpoints.delete, name)
             log.info("job %s deleted", name)
@@ -615,136 +701,41 @@ class JobManager:
         """Release the job store writer (after :meth:`stop_all`)."""
         self._writer.shutdown(wait=True)
 
-    # -- views (quick, non-blocking; on the loop, or a copy from elsewhere) --------------
+    # -- several instances (driven by mstream.runtime.cluster, on the loop) -------------
 
-    def get(self, name: str) -> Connector:
-        """The connector called ``name``.
+    def generation(self, name: str) -> int:
+        """How many times the job has been restarted (its record's ``generation``)."""
+        return self._generation.get(name, 0)
 
-        Raises:
-            NotFoundError: no such job.
-            ConflictError: the stored job cannot run (its reason is given).
-        """
-        connector = self.connectors.get(name)
-        if connector is None:
-            broken = self.broken.get(name)
-            if broken is not None:
-                raise ConflictError(f"job {name!r} cannot run: {broken.reason}")
-            raise NotFoundError(f"job {name!r} not found")
-        return connector
+    def busy(self, name: str) -> bool:
+        """Whether a lifecycle operation on the job is in progress."""
+        return name in self._busy
 
-    def exists(self, name: str) -> bool:
-        """Whether a job (runnable or broken) called ``name`` exists."""
-        return name in self.connectors or name in self.broken
+    def run_held(self, name: str) -> None:
+        """Start a job whose lease this instance has just taken, with a fresh connector
+        (its checkpoint writes fenced by the lease)."""
+        fresh = self._new_connector(self.connectors[name].config)
+        self.connectors[name] = fresh
+        fresh.start()
 
-    def running_jobs(self) -> list[str]:
-        """Names of the jobs whose connector is running now."""
-        return sorted(n for n, c in dict(self.connectors).items() if c.running)
+    def adopt(self, name: str, record: Mapping[str, Any]) -> None:
+        """List a job another instance created (not started: its lease decides)."""
+        self._restore_claimed(name, record, start=False)
 
-    def all_finished(self) -> bool:
-        """Whether no job is running any more."""
-        return all(not c.running for c in list(self.connectors.values()))
+    def follow(self, name: str, desired: str, generation: int) -> None:
+        """Take the job record's desired state and generation (written on any instance)."""
+        self._desired[name] = desired
+        self._generation[name] = generation
 
-    def describe(self, name: str, *, definition: bool = True) -> dict[str, Any]:
-        """A job's state, times, counters (and definition), JSON-ready.
-
-        Raises:
-            NotFoundError: no such job.
-        """
-        connector = self.connectors.get(name)
-        broken = self.broken.get(name)
-        desired = self._desired.get(name, DESIRED_RUNNING)
-        origin = self._origin.get(name, "api")
-        if connector is not None:
-            out = connector.status()
-            out["desired_state"] = desired
-            out["origin"] = origin
-            out["services"] = sorted(connector.config.service_names())
-            if definition:
-                out["definition"] = connector.config.to_dict()
-            return out
-        if broken is not None:
-            out = {
-                "name": name,
-                "state": FAILED,
-                "reason": broken.reason,
-                "started_at": broken.record.get("started_at"),
-                "stopped_at": broken.record.get("stopped_at"),
-                "restarts": 0,
-                "counters": ConnectorCounters().snapshot(),
-                "desired_state": broken.record.get("desired_state", DESIRED_RUNNING),
-                "origin": broken.record.get("origin", "api"),
-                "services": sorted(broken.service_names()),
-            }
-            if definition:
-                out["definition"] = broken.definition
-            return out
-        raise NotFoundError(f"job {name!r} not found")
-
-    def list_jobs(self) -> list[dict[str, Any]]:
-        """Every job (without definitions), sorted by name."""
-        out = []
-        for name in sorted(set(self.connectors) | set(self.broken)):
-            try:
-                out.append(self.describe(name, definition=False))
-            except NotFoundError:  # deleted meanwhile
-                continue
-        return out
-
-    async def checkpoints(self, name: str, limit: int = 50) -> list[dict[str, Any]]:
-        """A job's checkpoint history, newest first.
-
-        Raises:
-            NotFoundError: no such job.
-        """
-        if not self.exists(name):
-            raise NotFoundError(f"job {name!r} not found")
-        history = await self.control.io(self.stores.checkpoints.history, name, limit)
-        return [c.to_dict() for c in history]
+    def forget(self, name: str) -> None:
+        """Drop a job from the tables (deleted here or on another instance)."""
+        self.connectors.pop(name, None)
+        self.broken.pop(name, None)
+        for table in (self._desired, self._origin, self._created, self._generation):
+            table.pop(name, None)
+        self.history.forget(name)
 
     # -- dead letters --------------------------------------------------------------------
-
-    async def dead_letters(
-        self,
-        name: str,
-        *,
-        stage: str | None = None,
-        reason: str | None = None,
-        offset: int = 0,
-        limit: int = 50,
-    ) -> dict[str, Any]:
-        """A page of the job's kept dead letters, newest first, and how many were dropped.
-
-        Raises:
-            NotFoundError: no such job.
-        """
-        if not self.exists(name):
-            raise NotFoundError(f"job {name!r} not found")
-        store = self.stores.dead_letters
-        items, total = await self.control.io(
-            store.page, name, stage=stage, reason=reason, offset=offset, limit=limit
-        )
-        dropped = await self.control.io(store.dropped, name)
-        for item in items:
-            item.pop("original", None)  # the bytes a replay needs; the payload shows them
-        return {
-            "job": name,
-            "dead_letters": items,
-            "total": total,
-            "offset": offset,
-            "dropped": dropped,
-        }
-
-    async def discard_dead_letters(self, name: str, ids: list[int] | None = None) -> int:
-        """Delete kept dead letters (all of the job's when ``ids`` is ``None``).
-
-        Raises:
-            NotFoundError: no such job.
-        """
-        if not self.exists(name):
-            raise NotFoundError(f"job {name!r} not found")
-        count: int = await self.control.io(self.stores.dead_letters.delete, name, ids)
-        log.info("job %s: %d dead letter(s) discarded", name, count)
-        return count
 
     async def replay_dead_letters(
         self, name: str, ids: list[int] | None = None, edits: Mapping[int, Any] | None = None
@@ -776,24 +767,3 @@ class JobManager:
             f"; stopped: {outcome.error}" if outcome.error else "",
         )
         return result
-
-    def progress_line(self) -> str:
-        """One line with every job's counters, for the periodic progress log."""
-        parts = []
-        for c in list(self.connectors.values()):
-            snap = c.counters.snapshot()
-            parts.append(
-                f"{c.name} [{c.state}] in={snap['events_in']:,} out={snap['events_out']:,} "
-                f"dead={snap['dead_lettered']:,} errors={snap['errors']:,} "
-                f"{snap['throughput_per_sec']:,.0f} ev/s"
-            )
-        return "; ".join(parts) if parts else "no jobs"
-
-    def sample(self) -> None:
-        """Take a throughput sample of every job (call every second, on the loop); keep a
-        point of throughput and lag for the last hour's chart."""
-        now = time.time()
-        for c in list(self.connectors.values()):
-            c.counters.sample()
-            if c.running:
-                self.history.offer(c.name, now, job_metrics(c.status(), now))

@@ -260,8 +260,20 @@ class MongoCheckpointStore(_MongoStore, CheckpointStore):
             self.close()
             raise
 
-    def save(self, job: str, position: Any, totals: Mapping[str, int] | None = None) -> None:
+    def save(
+        self,
+        job: str,
+        position: Any,
+        totals: Mapping[str, int] | None = None,
+        *,
+        token: int | None = None,
+    ) -> None:
         """Record a position (JSON-serialisable) and prune the job's oldest ones.
+
+        ``token`` is the writer's fencing token (several instances, see
+        :class:`~mstream.stores.cluster.FencedCheckpoints`): :meth:`latest` prefers the
+        highest token, so a write that slipped in under a superseded one is never resumed
+        from once the new owner has saved.
 
         Raises:
             TypeError: ``position`` is not JSON-serialisable (as with SQLite).
@@ -279,6 +291,8 @@ class MongoCheckpointStore(_MongoStore, CheckpointStore):
             document = {"job": job, "seq": seq, "position": text, "created_at": time.time()}
             if totals is not None:
                 document["totals"] = {k: int(v) for k, v in totals.items()}
+            if token is not None:
+                document["token"] = token
             try:
                 self.collection.insert_one(document)
             except DuplicateKeyError:
@@ -296,19 +310,21 @@ class MongoCheckpointStore(_MongoStore, CheckpointStore):
         )
 
     def latest(self, job: str) -> Checkpoint | None:
-        """The newest checkpoint of ``job``, if any."""
-        found = self.history(job, 1)
+        """The newest checkpoint of ``job`` under the highest fencing token, if any."""
+        found = self.history(job, 1, by_token=True)
         return found[0] if found else None
 
-    def history(self, job: str, limit: int = 50) -> list[Checkpoint]:
-        """Checkpoints of ``job``, newest first (``limit`` < 0: all, as SQLite's LIMIT)."""
+    def history(self, job: str, limit: int = 50, *, by_token: bool = False) -> list[Checkpoint]:
+        """Checkpoints of ``job``, newest first (``limit`` < 0: all, as SQLite's LIMIT);
+        ``by_token``: highest fencing token first, then newest."""
         if limit == 0:
             return []
+        order = [("token", DESCENDING), ("seq", DESCENDING)] if by_token else [("seq", DESCENDING)]
 
         def read() -> list[Document]:
             cursor = self.collection.find(
                 {"job": job}, {"_id": 0, "position": 1, "created_at": 1, "totals": 1}
-            ).sort("seq", DESCENDING)
+            ).sort(order)
             if limit > 0:
                 cursor = cursor.limit(limit)
             return list(cursor)

@@ -5,6 +5,9 @@
 //   #/jobs/<name>      one job: pipeline, counters, checkpoints, stop / restart / delete
 //   #/new-job          create a job from a JSON connector definition
 //   #/new-service      create a service from a JSON service definition
+//   #/resources        browse a service's resources: samples and fields
+//   #/playground       run a transform script on a sample, keep test cases
+//   #/cluster          instances sharing MongoDB state stores, and the job leases
 //
 // All API data is put into the page with textContent (never innerHTML), so nothing the API
 // returns can inject markup. Services arrive with their secrets already masked.
@@ -221,6 +224,40 @@ class ApiError extends Error {
   }
 }
 
+let serverOffsetMs = 0; // server clock minus this browser's, when they differ by > 2 s
+
+/**
+ * Heartbeat ages are differences between the server's clock and now: the HTTP `Date`
+ * header (whole seconds) corrects a browser clock that is clearly off, and is ignored
+ * otherwise (its rounding would make the ages jitter).
+ */
+function noteServerClock(header) {
+  const server = header ? Date.parse(header) : NaN;
+  if (Number.isNaN(server)) return;
+  const offset = server - Date.now();
+  serverOffsetMs = Math.abs(offset) > 2000 ? offset : 0;
+}
+
+/** Now, in Unix seconds, on the server's clock. */
+function serverNow() {
+  return (Date.now() + serverOffsetMs) / 1000;
+}
+
+/** How long ago a Unix time was, as "4s ago" / "3m ago" ("in 5s" for a future time). */
+function fmtAgo(unix) {
+  if (typeof unix !== "number") return "–";
+  const seconds = Math.round(serverNow() - unix);
+  const span = (s) => (s < 120 ? `${s}s` : s < 7200 ? `${Math.round(s / 60)}m` : `${Math.round(s / 3600)}h`);
+  return seconds >= 0 ? `${span(seconds)} ago` : `in ${span(-seconds)}`;
+}
+
+/** Where a job runs in cluster mode ("on node-1", "on node-0, node-1"); "" otherwise. */
+function placementText(job) {
+  if (!job || !("instance" in job) || !job.instance) return "";
+  const owners = Array.isArray(job.instances) && job.instances.length ? job.instances : [job.instance];
+  return `on ${[...new Set(owners)].join(", ")}`;
+}
+
 let tokenPrompt = null; // the open token dialog's promise, shared by concurrent requests
 let tokenDeclined = false; // the user cancelled: don't ask again until they choose to
 
@@ -255,6 +292,7 @@ async function api(method, path, body) {
       throw new ApiError(401, "The API needs a bearer token.");
     }
     setConnection("live");
+    noteServerClock(response.headers.get("Date"));
     let data = null;
     const text = await response.text();
     if (text) {
@@ -657,6 +695,7 @@ function overviewView() {
   function buildJobRow(job) {
     const cells = {
       link: h("a", { href: `#/jobs/${seg(job.name)}`, class: "job-link" }),
+      where: h("span", { class: "where", hidden: true }),
       badge: stateBadge(job.state),
       reason: h("span", { class: "reason" }),
       started: h("time"),
@@ -671,7 +710,7 @@ function overviewView() {
     const tr = h(
       "tr",
       { class: "job-row", "data-job": job.name },
-      cell("th", "Job", null, cells.link),
+      cell("th", "Job", null, cells.link, cells.where),
       td("State", cells.badge, cells.reason),
       td("Started", cells.started),
       td("Stopped", cells.stopped),
@@ -689,6 +728,9 @@ function overviewView() {
     const c = tr.cells_;
     const counters = job.counters || {};
     setText(c.link, job.name);
+    const where = placementText(job);
+    setText(c.where, where);
+    c.where.hidden = !where;
     updateBadge(c.badge, job.state);
     const why = retryText(job) || job.reason || (job.state === "failed" ? counters.last_error : null);
     setText(c.reason, why || "");
@@ -966,7 +1008,8 @@ function jobView(name) {
 
   const heading = h("h1", { tabindex: "-1" }, h("span", { text: name }), " ");
   const badge = stateBadge("unknown");
-  heading.append(badge);
+  const where = h("a", { href: "#/cluster", class: "where", id: "job-instance", hidden: true });
+  heading.append(badge, " ", where);
   const reasonBox = h("div", { class: "error-box", id: "job-reason", hidden: true });
   const loadError = h("div", { class: "error-box", role: "alert", hidden: true });
 
@@ -1080,6 +1123,10 @@ function jobView(name) {
   function apply(job) {
     state = job.state;
     updateBadge(badge, job.state);
+    const placement = placementText(job);
+    setText(where, placement);
+    where.hidden = !placement;
+    if (placement) where.setAttribute("aria-label", `Runs ${placement}; see the cluster`);
     updateButtons();
     const retrying = retryText(job);
     const reason = retrying || job.reason;
@@ -1728,6 +1775,186 @@ function playgroundView() {
 }
 
 // ---------------------------------------------------------------------------------------
+// Cluster: the instances sharing the MongoDB state stores, and the job leases
+
+/** A job's link, and the slot when the text is "<job>#<slot>". */
+function jobSlotLink(id) {
+  const cut = id.lastIndexOf("#");
+  const job = cut > 0 ? id.slice(0, cut) : id;
+  return h("a", { href: `#/jobs/${seg(job)}`, text: id });
+}
+
+/** A yes/no badge in the state colours: text first, colour second. */
+function flagBadge(ok, yes, no) {
+  return h("span", { class: `badge ${ok ? "state-running" : "state-failed"}`, text: ok ? yes : no });
+}
+
+function clusterView() {
+  const summary = h("p", { class: "summary", id: "cluster-summary" });
+  const loadError = h("div", { class: "error-box", role: "alert", hidden: true });
+  const disabled = h("p", { class: "empty", id: "cluster-disabled", hidden: true },
+    "This instance runs its jobs alone. Several instances share jobs when ",
+    h("code", { text: "[system.checkpoints]" }), " and ", h("code", { text: "[system.job_lifecycle]" }),
+    " are in MongoDB.");
+  const instancesBody = h("tbody");
+  const leasesBody = h("tbody");
+  const instancesEmpty = h("p", { class: "empty", hidden: true, text: "No instance has written a heartbeat yet." });
+  const leasesEmpty = h("p", { class: "empty", hidden: true, text: "No job holds a lease." });
+  const numeric = new Set(["Slot", "Token"]);
+  const head = (labels) => h("thead", {}, h("tr", {}, labels.map((t) =>
+    h("th", { scope: "col", class: numeric.has(t) ? "num" : null, text: t }))));
+  const instancesTable = h("table", { class: "grid", id: "instances-table", "aria-labelledby": "instances-heading" },
+    head(["Instance", "Host", "API", "Last heartbeat", "Status", "Jobs held"]), instancesBody);
+  const leasesTable = h("table", { class: "grid", id: "leases-table", "aria-labelledby": "leases-heading" },
+    head(["Job", "Slot", "Owner", "Token", "State", "Expires", "Lease"]), leasesBody);
+  const sections = [
+    h("section", { class: "panel", "aria-labelledby": "instances-heading", hidden: true },
+      h("h2", { id: "instances-heading", text: "Instances" }),
+      instancesEmpty, h("div", { class: "table-wrap" }, instancesTable)),
+    h("section", { class: "panel", "aria-labelledby": "leases-heading", hidden: true },
+      h("h2", { id: "leases-heading", text: "Leases" }),
+      h("p", { class: "hint", text: "A job runs where its lease is held: one slot, or one per replica of a Kafka or Pub/Sub job. The token grows at every takeover; the owner's checkpoint writes carry it." }),
+      leasesEmpty, h("div", { class: "table-wrap" }, leasesTable)),
+  ];
+  let thisInstance = "";
+
+  function buildInstanceRow(member) {
+    const cells = {
+      id: h("span", { class: "instance-id" }),
+      self: h("span", { class: "tag", text: "this one", hidden: true }),
+      host: h("span"),
+      api: h("span"),
+      heartbeat: h("time"),
+      status: h("span"),
+      jobs: h("span"),
+    };
+    const tr = h("tr", { "data-instance": member.id },
+      cell("th", "Instance", null, cells.id, " ", cells.self),
+      td("Host", cells.host), td("API", cells.api), td("Last heartbeat", cells.heartbeat),
+      td("Status", cells.status), td("Jobs held", cells.jobs));
+    tr.cells_ = cells;
+    return tr;
+  }
+
+  function updateInstanceRow(tr, member) {
+    const c = tr.cells_;
+    setText(c.id, member.id);
+    c.self.hidden = member.id !== thisInstance;
+    setText(c.host, member.host ? `${member.host}${member.pid ? ` (pid ${member.pid})` : ""}` : "–");
+    if (c.api.dataset.url !== (member.api_url || "")) {
+      c.api.dataset.url = member.api_url || "";
+      c.api.replaceChildren(member.api_url
+        ? h("a", { href: member.api_url, rel: "noopener noreferrer", text: member.api_url })
+        : h("span", { class: "muted", text: "–" }));
+    }
+    setText(c.heartbeat, fmtAgo(member.heartbeat_at));
+    if (typeof member.heartbeat_at === "number") {
+      c.heartbeat.setAttribute("datetime", new Date(member.heartbeat_at * 1000).toISOString());
+      c.heartbeat.title = fmtTime(member.heartbeat_at);
+    }
+    const alive = Boolean(member.alive);
+    if (c.status.dataset.alive !== String(alive)) {
+      c.status.dataset.alive = String(alive);
+      c.status.replaceChildren(flagBadge(alive, "alive", "stale"));
+    }
+    const jobs = member.jobs || [];
+    const key = jobs.join("\n");
+    if (c.jobs.dataset.jobs !== key) {
+      c.jobs.dataset.jobs = key;
+      c.jobs.replaceChildren(...(jobs.length
+        ? jobs.flatMap((id, i) => [i ? ", " : "", jobSlotLink(id)])
+        : [h("span", { class: "muted", text: "none" })]));
+    }
+  }
+
+  function buildLeaseRow(lease) {
+    const cells = {
+      job: h("a", { href: `#/jobs/${seg(lease.job)}` }),
+      slot: h("span"),
+      owner: h("span", { class: "mono" }),
+      token: h("span"),
+      state: h("span"),
+      expires: h("time"),
+      live: h("span"),
+    };
+    const tr = h("tr", { "data-lease": `${lease.job}#${lease.slot}`, "data-job": lease.job },
+      cell("th", "Job", null, cells.job),
+      cell("td", "Slot", "num", cells.slot), td("Owner", cells.owner), cell("td", "Token", "num", cells.token),
+      td("State", cells.state), td("Expires", cells.expires), td("Lease", cells.live));
+    tr.cells_ = cells;
+    return tr;
+  }
+
+  function updateLeaseRow(tr, lease) {
+    const c = tr.cells_;
+    setText(c.job, lease.job);
+    setText(c.slot, String(lease.slot));
+    setText(c.owner, lease.owner || "–");
+    setText(c.token, fmtNumber(lease.token));
+    const state = lease.state || "";
+    if (c.state.dataset.state !== state) {
+      c.state.dataset.state = state;
+      c.state.replaceChildren(state ? stateBadge(state) : h("span", { class: "muted", text: "–" }));
+    }
+    setText(c.expires, fmtAgo(lease.expires_at));
+    if (typeof lease.expires_at === "number") {
+      c.expires.setAttribute("datetime", new Date(lease.expires_at * 1000).toISOString());
+      c.expires.title = fmtTime(lease.expires_at);
+    }
+    const live = Boolean(lease.live);
+    if (c.live.dataset.live !== String(live)) {
+      c.live.dataset.live = String(live);
+      c.live.replaceChildren(flagBadge(live, "live", "expired"));
+    }
+  }
+
+  async function refresh() {
+    const data = await api("GET", "cluster");
+    loadError.hidden = true;
+    const enabled = Boolean(data.enabled);
+    thisInstance = data.instance_id || "";
+    disabled.hidden = enabled;
+    for (const section of sections) section.hidden = !enabled;
+    if (!enabled) {
+      setText(summary, "");
+      return;
+    }
+    const members = [...(data.instances || [])].sort((a, b) => a.id.localeCompare(b.id));
+    const leases = [...(data.leases || [])].sort((a, b) => a.job.localeCompare(b.job) || a.slot - b.slot);
+    syncRows(instancesBody, members, (m) => m.id, buildInstanceRow, updateInstanceRow);
+    syncRows(leasesBody, leases, (l) => `${l.job}#${l.slot}`, buildLeaseRow, updateLeaseRow);
+    instancesTable.hidden = !members.length;
+    instancesEmpty.hidden = members.length > 0;
+    leasesTable.hidden = !leases.length;
+    leasesEmpty.hidden = leases.length > 0;
+    const alive = members.filter((m) => m.alive).length;
+    const live = leases.filter((l) => l.live).length;
+    setText(summary,
+      `This is ${thisInstance} · ${alive} of ${members.length} instance${members.length === 1 ? "" : "s"} alive · ` +
+      `${live} live lease${live === 1 ? "" : "s"} · lease ${fmtNumber(data.lease_ttl_ms)} ms, ` +
+      `heartbeat every ${fmtNumber(data.heartbeat_interval_ms)} ms`);
+  }
+
+  return {
+    title: "Cluster",
+    nav: "cluster",
+    render() {
+      return [
+        h("div", { class: "page-head" }, h("h1", { tabindex: "-1", text: "Cluster" }), summary),
+        loadError,
+        disabled,
+        ...sections,
+      ];
+    },
+    refresh,
+    showError(err) {
+      setText(loadError, `Could not load: ${err.message}`);
+      loadError.hidden = false;
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------
 // Router and polling
 
 let current = null;
@@ -1750,6 +1977,7 @@ function viewFor(hash) {
   if (path === "/new-service") return newServiceView();
   if (path === "/playground") return playgroundView();
   if (path === "/resources") return resourcesView();
+  if (path === "/cluster") return clusterView();
   return overviewView();
 }
 

@@ -308,6 +308,10 @@ class _Refused:
             return found.pop(0) if found else None
 
 
+PURGE_REPORT_S = 1.0
+"""Seconds a close without flushing waits for the purged messages' delivery reports."""
+
+
 class ConfluentSink(KafkaSinkBase):
     """A Kafka sink on ``confluent_kafka.Producer``; a thread serves delivery callbacks."""
 
@@ -428,8 +432,13 @@ class ConfluentSink(KafkaSinkBase):
         answering.
         """
         if abandon:
-            self._producer.purge()
-            self._producer.poll(0)  # serve the purged messages' delivery reports
+            producer = self._producer
+            producer.purge()
+            # the purged messages' delivery reports come on later polls: serve them all
+            # (bounded: a report librdkafka never makes cannot hold the close)
+            deadline = time.monotonic() + PURGE_REPORT_S
+            while len(producer) and time.monotonic() < deadline:
+                producer.poll(0.01)
         self._closing.set()
         if self._poller is not None:
             self._poller.join()
