@@ -32,6 +32,8 @@ setup(
         "reactivex>=4.0,<5",
         "pymongo>=4.9,<4.21",
         "kafka-python>=2.2,<4",
+        # the default Kafka client (client = "auto"): librdkafka, several times faster
+        "confluent-kafka>=2.4",
         "crc32c>=2.4",
         "google-cloud-pubsub>=2.20",
         "fastavro>=1.9",
@@ -56,7 +58,6 @@ setup(
             "ruff>=0.6",
             "mypy>=1.10",
             "selenium>=4.20",
-            "confluent-kafka>=2.4",
             # the notebooks the suite executes (tests/test_notebooks.py) plot with these
             "pandas>=2.1",
             "matplotlib>=3.8",
@@ -70,7 +71,7 @@ setup(
             "nbformat>=5.10",
             "ipykernel>=6.29",
         ],
-        "confluent": ["confluent-kafka>=2.4"],
+        "confluent": [],  # kept for old install lines: confluent-kafka is a dependency now
         "rhai": [f"mstream-rhai @ {RHAI_EXTENSION}"],
     },
     entry_points={"console_scripts": ["mstream=mstream.cli:main"]},
