@@ -26,6 +26,8 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,23 @@ CASES: dict[str, dict[str, str]] = {
     "mirror (confluent)": {"encoding": "json", "client": "confluent", "verify": "no"},
     "json->avro (confluent)": {"encoding": "avro", "client": "confluent"},
 }
+
+
+@contextmanager
+def kafka_broker(bootstrap: str | None) -> Iterator[str]:
+    """``bootstrap`` when given, else a broker started with the test-suite launcher
+    (``tests/servers``) for the block, stopped after it."""
+    if bootstrap is not None:
+        yield bootstrap
+        return
+    sys.path.insert(0, str(ROOT))
+    from tests.servers.launchers import start_kafka
+
+    server = start_kafka().server
+    try:
+        yield server.address
+    finally:
+        server.stop()
 
 
 def _confluent_available() -> bool:
@@ -308,15 +327,7 @@ def main() -> None:
     if args.child:
         child(args.child[0], args.child[1], args.child[2], args.child[3], args.events)
         return
-    server = None
-    bootstrap = args.bootstrap
-    if bootstrap is None:
-        sys.path.insert(0, str(ROOT))
-        from tests.servers.launchers import start_kafka
-
-        started = start_kafka()
-        server, bootstrap = started.server, started.server.address
-    try:
+    with kafka_broker(args.bootstrap) as bootstrap:
         topic = f"bench-in-{uuid.uuid4().hex[:8]}"
         produce_input(bootstrap, topic, args.events)
         cases = [c for c in CASES if CASES[c]["client"] != "confluent" or _confluent_available()]
@@ -347,9 +358,6 @@ def main() -> None:
                 f"{e['peak_mb']:>10.0f} {p['peak_mb']:>9.0f}",
                 flush=True,
             )
-    finally:
-        if server is not None:
-            server.stop()
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from bench_kafka import (  # noqa: E402
     BATCH_BYTES,
     LINGER_MS,
     _create_topic,
+    kafka_broker,
     peak_mb,
     produce_input,
     start_up,
@@ -182,15 +183,7 @@ def main() -> None:
         )
         print(json.dumps(result))
         return
-    server = None
-    bootstrap = args.bootstrap
-    if bootstrap is None:
-        sys.path.insert(0, str(ROOT))
-        from tests.servers.launchers import start_kafka
-
-        started = start_kafka()
-        server, bootstrap = started.server, started.server.address
-    try:
+    with kafka_broker(args.bootstrap) as bootstrap:
         topic = f"mem-in-{uuid.uuid4().hex[:8]}"
         produce_input(bootstrap, topic, args.events)
         for what in ("stalled", "many"):
@@ -227,9 +220,6 @@ def main() -> None:
                     f"each in {result['seconds']:.1f} s: RSS max {result['rss_max']:.0f} MB "
                     f"(peak {result['peak_mb']:.0f} MB)"
                 )
-    finally:
-        if server is not None:
-            server.stop()
 
 
 if __name__ == "__main__":
