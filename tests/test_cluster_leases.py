@@ -198,3 +198,44 @@ def test_an_instance_whose_store_dies_stops_its_jobs_by_the_clock(tmp_path: Path
             assert written == len(out.read_text().splitlines())
     finally:
         server.stop()
+
+
+def test_a_hand_edited_job_record_does_not_stop_the_heartbeat(
+    mongodb_uri: str, unique_name: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A job record whose ``generation`` is not a number (edited by hand) runs as
+    generation 0; the heartbeat goes on and nothing is logged with a traceback."""
+    from mstream.stores.mongodb import MongoJobStore
+    from tests.test_mongodb_stores import JOBS
+
+    base = parse_config(
+        {
+            "services": [
+                {"name": "gen", "provider": "generator", "rate": 100},
+                {"name": "files", "provider": "file", "base_dir": str(tmp_path / "out")},
+            ],
+            "system": {"data_dir": str(tmp_path / "data"), "instance_id": "solo"},
+        },
+        "test.toml",
+        {},
+    )
+    config = mongo_config(mongodb_uri, unique_name, base=base)
+    connection = MongoConnection(mongodb_uri, unique_name)
+    jobs = MongoJobStore(connection, JOBS)
+    definition = counter_job("edited", "e.jsonl")
+    jobs.put("edited", {"definition": definition, "desired_state": "running", "generation": "x"})
+    jobs.close()
+    options = ServiceOptions(api_port=0, environ={"MSTREAM_ENC_KEY": KEY}, progress_interval=60)
+    with ServiceThread(config, options) as svc:
+        wait_for(
+            lambda: requests.get(f"{svc.url}/jobs/edited", timeout=5).json()["instance"] == "solo",
+            30,
+            "the edited job to run here",
+        )
+
+        def leases() -> list[tuple[str, int]]:
+            cluster = requests.get(f"{svc.url}/cluster", timeout=5).json()
+            return [(lease["job"], lease["generation"]) for lease in cluster["leases"]]
+
+        wait_for(lambda: leases() == [("edited", 0)], 30, "its lease, in generation 0")
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"

@@ -282,6 +282,8 @@ class Coordinator:
             await self._publish()
         except StoreError as exc:
             log.warning("cluster heartbeat: %s", exc)
+        except Exception as exc:  # a record edited by hand, say: the next beat tries again
+            log.error("cluster heartbeat failed: %s: %s", type(exc).__name__, exc)
         finally:
             self._beating = False
 
@@ -430,7 +432,8 @@ class Coordinator:
         not claimed, so an API call on it is never refused because of a heartbeat)."""
         manager = self.manager
         desired = record.get("desired_state", "running")
-        generation = int(record.get("generation", 0))
+        raw_generation = record.get("generation", 0)
+        generation = raw_generation if isinstance(raw_generation, int) else 0
         manager.follow(name, desired, generation)
         lease = self.held.get(name)
         if lease is not None:

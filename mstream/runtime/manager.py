@@ -482,7 +482,8 @@ class JobManager(JobViews):
         self._desired[name] = DESIRED_STOPPED if desired == DESIRED_STOPPED else DESIRED_RUNNING
         self._origin[name] = str(record.get("origin", "api"))
         self._created[name] = float(record.get("created_at") or time.time())
-        self._generation[name] = int(record.get("generation") or 0)
+        generation = record.get("generation")
+        self._generation[name] = generation if isinstance(generation, int) else 0
         if self.cluster is not None:  # its lease decides where it runs (the next heartbeat)
             connector.mark(COMPLETED if last == COMPLETED else STOPPED, record.get("reason"))
             return False
