@@ -290,9 +290,11 @@ class Service:
         manager = self.manager
         if opts.instance_id is not None:
             manager.instance_id = opts.instance_id
-        if cluster_stores(self.stores) is not None:
+        shared = cluster_stores(self.stores)
+        if shared is not None:
             manager.cluster = Coordinator(
                 manager,
+                shared,
                 manager.instance_id,
                 self.config.system.cluster,
                 self.url if self.port is not None else None,

@@ -428,7 +428,7 @@ def test_jobs_created_through_one_api_run_once_and_are_listed_everywhere(
     for i in range(2):
         instances.append(Instance(cfg, f"node-{i}", tmp_path))
     a, b = instances
-    service = {"name": "api-gen", "provider": "generator", "count": 50, "rate": 100}
+    service = {"name": "api-gen", "provider": "generator", "count": 50, "rate": 20}
     assert a.post("/services", service).status_code == 201
     job = counter_job("fifty", source="api-gen")
     created = a.post("/jobs", job)
@@ -438,13 +438,13 @@ def test_jobs_created_through_one_api_run_once_and_are_listed_everywhere(
         reply = requests.get(f"{instance.url}/jobs/fifty", timeout=10)
         return reply.json() if reply.status_code == 200 else {}  # type: ignore[no-any-return]
 
-    # b reads the service and the job within a heartbeat, and refuses the name
-    wait_for(lambda: described(b).get("instance") is not None, 30, "b to list the job")
+    # b reads the service and the job within a heartbeat, and refuses the name; the job
+    # runs for 2.5 s, so a delete on b while it runs is refused
+    wait_for(lambda: described(b).get("state") == "running", 30, "b to list the job running")
     same_name = b.post("/jobs", job)
     assert same_name.status_code == 409, same_name.text
     gone = requests.delete(f"{b.url}/jobs/fifty", timeout=30)
-    if described(b)["state"] == "running":  # still running: refused, naming where
-        assert gone.status_code == 409 and "stop it before deleting it" in gone.text
+    assert gone.status_code == 409 and "stop it before deleting it" in gone.text, gone.text
     wait_for(
         lambda: described(a)["state"] == described(b)["state"] == "completed",
         30,

@@ -90,6 +90,7 @@ class Coordinator:
 
     Args:
         manager: the job manager (its tables are changed through its own methods).
+        stores: the shared job and checkpoint stores (:func:`cluster_stores`).
         instance_id: this instance's id.
         settings: ``[system.cluster]``.
         api_url: where this instance's API answers (shown in ``GET /cluster``).
@@ -98,14 +99,12 @@ class Coordinator:
     def __init__(
         self,
         manager: JobManager,
+        stores: tuple[MongoJobStore, MongoCheckpointStore],
         instance_id: str,
         settings: ClusterConfig,
         api_url: str | None = None,
     ) -> None:
-        found = cluster_stores(manager.stores)
-        if found is None:
-            raise StoreError("several instances need jobs and checkpoints in MongoDB")
-        jobs, self.checkpoints = found
+        jobs, self.checkpoints = stores
         self.manager = manager
         self.id = instance_id
         self.settings = settings
@@ -218,7 +217,7 @@ class Coordinator:
                 return True
             if time.monotonic() >= deadline:
                 return False
-            await gen.sleep(min(0.2, self.settings.heartbeat_interval_ms / 1000.0))
+            await gen.sleep(min(0.2, self.beat_s))
 
     def describe(self, name: str, out: dict[str, Any]) -> None:
         """Add where the job runs (``instance``, ``instances``) to its description, and

@@ -343,14 +343,9 @@ class JobManager(JobViews):
         self._created[definition.name] = time.time()
         if persist:
             await self._persist(definition.name)
-        if start and self.cluster is not None:
-            if await self.cluster.claim(definition.name):
-                log.info("job %s started", definition.name)
-            return self.connectors[definition.name]
-        if start:
-            connector.start()
+        if start and await self._start(definition.name):
             log.info("job %s started", definition.name)
-        return connector
+        return self.connectors[definition.name]
 
     async def create_from_dict(self, raw: Any, *, online: bool = False) -> Connector:
         """Validate a connector definition (as in ``[[connectors]]``), then create and start it.
@@ -561,32 +556,37 @@ class JobManager(JobViews):
                     name, float(broken.record.get("created_at") or time.time())
                 )
                 self._origin.setdefault(name, str(broken.record.get("origin", "api")))
-            elif self.cluster is not None:
-                return await self._restart_in_cluster(name, timeout, start_from)
             else:
                 old = self.get(name)
-                if old.state == COMPLETED and start_from is None:
+                # with several instances the state is the owner's (its lease's)
+                state = self.describe(name, definition=False)["state"]
+                if state == COMPLETED and start_from is None:
                     raise ConflictError(
                         f"job {name!r} has completed; running it again may write its events "
                         "again: restart with from=checkpoint (resume after the last saved "
                         "position) or from=beginning (forget its checkpoints)"
+                    )
+                elsewhere = self.cluster.elsewhere(name) if self.cluster is not None else []
+                if start_from == "beginning" and elsewhere:
+                    owners = ", ".join(sorted({lease.owner for lease in elsewhere}))
+                    raise ConflictError(
+                        f"job {name!r} runs on {owners}; stop it before restarting it from "
+                        "the beginning"
                     )
                 if not await self.control.io(old.stop, timeout=timeout):
                     raise ConflictError(
                         f"job {name!r} did not stop within {timeout:.0f}s; try again"
                     )
                 definition = old.config
+            if self.cluster is not None:
+                self.cluster.drop(name)  # its owners elsewhere follow the new generation
             if start_from == "beginning":
                 await self.control.io(self.stores.checkpoints.delete, name)
-            fresh = self._new_connector(definition)
-            self.connectors[name] = fresh
+            self.connectors[name] = self._new_connector(definition)
             self._desired[name] = DESIRED_RUNNING
             self._generation[name] = self._generation.get(name, 0) + 1
             await self._persist(name)
-            if self.cluster is not None:
-                await self.cluster.claim(name)
-                return self.connectors[name]
-            fresh.start()
+            await self._start(name)
             log.info(
                 "job %s restarted (%s)",
                 name,
@@ -594,40 +594,19 @@ class JobManager(JobViews):
                 if start_from == "beginning"
                 else "resumes from its checkpoint",
             )
-        return fresh
-
-    async def _restart_in_cluster(
-        self, name: str, timeout: float, start_from: str | None
-    ) -> Connector:
-        """:meth:`restart` with several instances: a new generation in the job record,
-        which the job's owners elsewhere apply at their next heartbeat; here, the job is
-        stopped and a free slot taken."""
-        assert self.cluster is not None
-        described = self.describe(name, definition=False)
-        if described["state"] == COMPLETED and start_from is None:
-            raise ConflictError(
-                f"job {name!r} has completed; running it again may write its events "
-                "again: restart with from=checkpoint (resume after the last saved "
-                "position) or from=beginning (forget its checkpoints)"
-            )
-        elsewhere = sorted({lease.owner for lease in self.cluster.elsewhere(name)})
-        if start_from == "beginning" and elsewhere:
-            raise ConflictError(
-                f"job {name!r} runs on {', '.join(elsewhere)}; stop it before restarting it "
-                "from the beginning"
-            )
-        old = self.get(name)
-        if not await self.control.io(old.stop, timeout=timeout):
-            raise ConflictError(f"job {name!r} did not stop within {timeout:.0f}s; try again")
-        self.cluster.drop(name)
-        if start_from == "beginning":
-            await self.control.io(self.stores.checkpoints.delete, name)
-        self._desired[name] = DESIRED_RUNNING
-        self._generation[name] = self._generation.get(name, 0) + 1
-        await self._persist(name)
-        await self.cluster.claim(name)
-        log.info("job %s restarted (generation %d)", name, self._generation[name])
         return self.connectors[name]
+
+    async def _start(self, name: str) -> bool:
+        """Start a job here, or with several instances take a free slot of it (another
+        instance may run it instead).
+
+        Returns:
+            Whether it runs here now.
+        """
+        if self.cluster is not None:
+            return await self.cluster.claim(name)
+        self.connectors[name].start()
+        return True
 
     async def delete(self, name: str, *, keep_checkpoints: bool = False) -> None:
         """Delete a job that is not running (and, unless kept, its checkpoints).
