@@ -29,10 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import reactivex
+import reactivex.operators as rx_ops
 from reactivex import Observable
 
 from mstream.config import Config, StepConfig, load_config, parse_config, parse_service
-from mstream.core import Event
+from mstream.core import Batch, Event
 from mstream.encodings import AvroSchema
 from mstream.operators import SinkTarget
 from mstream.providers import get_provider
@@ -129,9 +130,15 @@ def source(
     def subscribe(_: Any = None) -> Observable[list[Event]]:
         halt = stopping if stopping is not None else threading.Event()
         ctx = StepContext("library", "source", stopping=halt)
-        return source_observable(factory(svc, step, ctx), halt, thread_name="mstream-source")
+        chunks = source_observable(factory(svc, step, ctx), halt, thread_name="mstream-source")
+        return chunks.pipe(rx_ops.map(_events_of))
 
     return reactivex.defer(subscribe)
+
+
+def _events_of(chunk: list[Event] | Batch) -> list[Event]:
+    """A source's chunk as the list of its events (a chunk of records makes them)."""
+    return chunk.events if isinstance(chunk, Batch) else chunk
 
 
 def sink(

@@ -41,7 +41,7 @@ def batch(
     max_wait: float = 1.0,
     scheduler: abc.SchedulerBase | None = None,
 ) -> Callable[[Observable[Any]], Observable[Batch]]:
-    """Group events (or chunks of events) from a source into batches.
+    """Group events (or chunks of events, as lists or batches) from a source into batches.
 
     With ``size`` set, events are grouped into batches of exactly ``size`` (``batched=True``)
     and a partial batch is emitted ``max_wait`` seconds after its first event, so a quiet
@@ -75,6 +75,8 @@ def batch(
         if size is None:
 
             def to_unit(item: Any) -> Batch:
+                if isinstance(item, Batch):  # a source's chunk, already a unit
+                    return item
                 events = item if isinstance(item, list) else [item]
                 return Batch(events, [e.ack for e in events if e.ack is not None], batched=False)
 
@@ -120,7 +122,10 @@ def batch(
 
             def on_next(item: Any) -> None:
                 with lock:
-                    items = item if isinstance(item, list) else [item]
+                    if isinstance(item, Batch):
+                        items = item.events
+                    else:
+                        items = item if isinstance(item, list) else [item]
                     for event in items:
                         if not events:
                             started[0] = timer_scheduler.now

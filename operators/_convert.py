@@ -109,6 +109,38 @@ def convert_events(
     return out
 
 
+def convert_batch(
+    batch: Batch,
+    encoding: str,
+    schema: StepSchema | None,
+    reject: Reject,
+    *,
+    verify: bool = False,
+) -> Batch:
+    """:func:`convert_events` on a batch: ``batch`` itself when nothing changed.
+
+    A batch of a source's records (:attr:`~mstream.core.Batch.records`) already in
+    ``encoding`` is checked on its payloads alone, so no event is made for it.
+
+    Example:
+        >>> b = Batch.of([Event(b'{"a": 1}', "json")], batched=False)
+        >>> convert_batch(b, "json", None, print, verify=True) is b
+        True
+    """
+    records = batch.records
+    if (
+        records is not None
+        and records.encoding == encoding
+        and encoding != "avro"
+        and not isinstance(schema, JsonSchema)
+        and (not verify or (encoding == "json" and all_plain_valid(records.payloads)))
+    ):
+        return batch
+    events = batch.events
+    converted = convert_events(events, encoding, schema, reject, verify=verify)
+    return batch if converted is events else batch.with_events(converted)
+
+
 def convert(
     encoding: str,
     reject: Reject,
@@ -148,13 +180,11 @@ def convert(
     reader = input_schema if isinstance(input_schema, AvroSchema) else None
 
     def step(batch: Batch) -> Batch:
-        events = batch.events
         if reader is not None:
-            for event in events:
+            for event in batch.events:
                 if event.schema is None and event.encoding == "avro":
                     event.schema = reader
-        converted = convert_events(events, encoding, schema, reject, verify=verify)
-        return batch if converted is events else batch.with_events(converted)
+        return convert_batch(batch, encoding, schema, reject, verify=verify)
 
     return map_each(step)
 

@@ -14,7 +14,7 @@ from mstream.encodings import StepSchema
 from mstream.errors import DeliveryError, RejectedError
 from mstream.providers.base import Reject, Sink
 
-from ._convert import convert_events, require_avro_schema
+from ._convert import convert_batch, require_avro_schema
 
 _POLL = 0.05
 """Seconds between checks for a failure while waiting for a free in-flight slot."""
@@ -151,7 +151,7 @@ def deliver(
                 finally:
                     slots.release()
                 if counters is not None:  # delivered to every sink: not refused by any
-                    counters.record_out(len(batch.events) - len(completion.refused))
+                    counters.record_out(len(batch) - len(completion.refused))
                 with emit_lock:
                     if not state["failed"]:
                         observer.on_next(batch)
@@ -198,7 +198,7 @@ def deliver(
                 if state["failed"]:
                     raise DeliveryError("the pipeline failed; the source stops reading")
                 completion = _Completion(batch, len(targets))
-                if not batch.events:
+                if not len(batch):
                     completion.remaining = 0
                     finish(completion)
                     return
@@ -217,17 +217,16 @@ def deliver(
                             completion.refuse(id(event))
                             to(event, reason, stage)
 
-                        events = convert_events(
-                            batch.events, target.encoding, target.schema, refuse_conversion
+                        sent = convert_batch(
+                            batch, target.encoding, target.schema, refuse_conversion
                         )
-                        if events is batch.events:  # nothing converted: events are their own
-                            sent, origin = batch, {}
+                        if sent is batch:  # nothing converted: events are their own
+                            origin = {}
                         else:
-                            sent = batch.with_events(events)
                             kept = [e for e in batch.events if id(e) not in unconverted]
-                            origin = {id(c): id(o) for o, c in zip(kept, events, strict=False)}
+                            origin = {id(c): id(o) for o, c in zip(kept, sent.events, strict=False)}
                         done = make_done(completion, sent, target_reject, origin)
-                        if sent.events:
+                        if len(sent):
                             target.sink.write(sent, done)
                         else:
                             done(None)

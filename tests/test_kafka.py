@@ -285,7 +285,8 @@ def test_source_events_carry_metadata(
     )
     chunks: list[list[Event]] = []
 
-    def emit(events: list[Event]) -> None:
+    def emit(chunk: Batch) -> None:
+        events = chunk.events
         chunks.append(events)
         for e in events:
             assert e.ack is not None

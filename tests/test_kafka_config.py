@@ -388,17 +388,17 @@ class _FakeSource(KafkaSourceBase):
         self.chunks: list[list[tuple[int, int, int]]] = []
         self.polls = 0
 
-    def _poll_events(self, timeout: float) -> list[Event]:
+    def _poll_chunk(self, timeout: float) -> Batch | None:
         self.polls += 1
         if not self.chunks or {("t", p) for p, _, _ in self.chunks[0]} <= self.paused_flags:
-            return []
+            return None
         parts = self.chunks.pop(0)
         part_done = self._in_flight.open(len(parts))
         events = []
         for partition, last, count in parts:
             ack = self._chunk_ack(("t", partition), last, count, part_done)
             events += [Event(b"{}", "json", metadata={"offset": last}, ack=ack)] * count
-        return events
+        return Batch.of(events, batched=False)
 
     def _commit_offsets(self, offsets: Mapping[TP, int]) -> None:
         if self.fail_commits:
@@ -613,7 +613,8 @@ def test_chunk_ack_commits_once_every_event_is_acknowledged() -> None:
 def _chunks(src: _FakeSource, n: int) -> list[list[Event]]:
     """``n`` polls of one event each, alternating partitions 0 and 1."""
     src.chunks = [[(i % 2, i, 1)] for i in range(n)]
-    return [src._poll_events(0) for _ in range(n)]
+    polled = [src._poll_chunk(0) for _ in range(n)]
+    return [chunk.events for chunk in polled if chunk is not None]
 
 
 def test_backpressure_pauses_at_eight_chunks_and_resumes_at_four() -> None:
@@ -656,8 +657,9 @@ def test_run_keeps_polling_while_emit_blocks_and_pauses() -> None:
     release, stopping = threading.Event(), threading.Event()
     emitted: list[list[Event]] = []
 
-    def emit(events: list[Event]) -> None:
+    def emit(chunk: Batch) -> None:
         release.wait(30)  # the slow sink
+        events = chunk.events
         emitted.append(events)
         for e in events:
             assert e.ack is not None
@@ -688,7 +690,7 @@ def test_emit_failure_is_raised_by_run() -> None:
     src.assign(0)
     src.chunks = [[(0, 0, 1)]]
 
-    def emit(events: list[Event]) -> None:
+    def emit(chunk: Batch) -> None:
         raise DeliveryError("the pipeline failed; the source stops reading")
 
     with pytest.raises(DeliveryError, match="pipeline failed"):
@@ -702,7 +704,8 @@ def test_stop_waits_for_the_emit_in_progress_and_drops_queued_chunks() -> None:
     entered, release, stopping = threading.Event(), threading.Event(), threading.Event()
     emitted: list[int] = []
 
-    def emit(events: list[Event]) -> None:
+    def emit(chunk: Batch) -> None:
+        events = chunk.events
         entered.set()
         release.wait(30)
         emitted.append(events[0].metadata["offset"])

@@ -1,6 +1,7 @@
 """Core model: events, batches, acknowledgement and position tracking, counters."""
 
-from mstream.core.event import Ack, Batch, Event, LazyEvent, SharedAck
+from mstream.core.batch import Ack, Batch, Records, SharedAck
+from mstream.core.event import Event, LazyEvent
 from mstream.core.metrics import ConnectorCounters
 from mstream.core.tracker import PositionTracker
 
@@ -11,5 +12,6 @@ __all__ = [
     "Event",
     "LazyEvent",
     "PositionTracker",
+    "Records",
     "SharedAck",
 ]

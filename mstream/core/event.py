@@ -1,71 +1,26 @@
-"""The event envelope and the batch, the unit of work in a connector pipeline.
+"""The event envelope: one record's payload, attributes, metadata and acknowledgement.
 
-A source emits :class:`Event` objects, each holding its payload bytes in a named encoding,
-user-visible ``attributes`` (Pub/Sub attributes, Kafka headers), source ``metadata``
-(topic, partition, offset, key, timestamp, operation type...) and an acknowledgement
-callback. Right after the source the pipeline groups events into a :class:`Batch`; every
-later operator and every sink works on batches, so Python overhead is paid per batch.
-
-``Batch.batched`` tells sinks and middlewares how to treat the batch: ``True`` when the
-connector has ``batch = { kind = "count", size = N }`` (the batch is one array), ``False``
-when the batch is only a chunk of independent events (each event is written on its own).
+An :class:`Event` holds its payload bytes in a named encoding, user-visible
+``attributes`` (Pub/Sub attributes, Kafka headers), source ``metadata`` (topic,
+partition, offset, key, timestamp, operation type...) and an acknowledgement callback.
+Events travel in a :class:`~mstream.core.batch.Batch`, which a source may also fill with
+columns instead (:class:`~mstream.core.batch.Records`): events are then made only when a
+step asks for them.
 
 Example:
-    >>> acked = []
-    >>> e = Event(b'{"a": 1}', "json", ack=lambda: acked.append(1))
+    >>> e = Event(b'{"a": 1}', "json", ack=lambda: None)
     >>> e.doc
     {'a': 1}
-    >>> b = Batch.of([e], batched=False)
-    >>> b.ack_all(); acked
-    [1]
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from mstream.encodings import AvroSchema, decode, encode
 
 Ack = Callable[[], None]
-
-
-class SharedAck:
-    """One acknowledgement shared by ``count`` events: ``done`` runs once all are acknowledged.
-
-    Each event may call it once (an event acknowledged on its own, dropped by a filter),
-    or a batch holding ``n`` of its events settles them in one call (:meth:`settle`, what
-    :meth:`Batch.ack_all` does for a run of events sharing it), so a chunk of a source is
-    one acknowledgement however many events it holds. Thread-safe.
-
-    Example:
-        >>> done = []
-        >>> ack = SharedAck(3, lambda: done.append("chunk"))
-        >>> ack(); ack.settle(1); done
-        []
-        >>> ack.settle(1); done
-        ['chunk']
-    """
-
-    __slots__ = ("_done", "_left", "_lock")
-
-    def __init__(self, count: int, done: Ack) -> None:
-        self._left = count
-        self._done = done
-        self._lock = threading.Lock()
-
-    def __call__(self) -> None:
-        """Acknowledge one of the events."""
-        self.settle(1)
-
-    def settle(self, n: int) -> None:
-        """Acknowledge ``n`` of the events; the last one runs ``done``."""
-        with self._lock:
-            self._left -= n
-            last = self._left == 0
-        if last:
-            self._done()
 
 
 class Event:
@@ -243,69 +198,3 @@ class LazyEvent(Event):
 
 _ATTRIBUTES: Any = vars(Event)["attributes"]  # the slots' own descriptors, for LazyEvent
 _METADATA: Any = vars(Event)["metadata"]
-
-
-class Batch:
-    """The unit of work that flows through operators and into sinks.
-
-    Args:
-        events: the events to deliver (after middlewares these may differ in number from
-            the source events: a filter removes, a script may emit several).
-        acks: the source acknowledgements, all called once every sink has finished.
-        batched: ``True`` when the connector batches (sinks write one array);
-            ``False`` for a chunk of independent events.
-        source_count: how many source events the batch stands for (default: ``len(events)``).
-    """
-
-    __slots__ = ("acks", "batched", "events", "source_count")
-
-    def __init__(
-        self,
-        events: list[Event],
-        acks: list[Ack],
-        *,
-        batched: bool,
-        source_count: int | None = None,
-    ) -> None:
-        self.events = events
-        self.acks = acks
-        self.batched = batched
-        self.source_count = len(events) if source_count is None else source_count
-
-    @classmethod
-    def of(cls, events: Iterable[Event], *, batched: bool) -> Batch:
-        """Build a batch from source events, collecting their acks."""
-        evs = list(events)
-        return cls(evs, [e.ack for e in evs if e.ack is not None], batched=batched)
-
-    def with_events(self, events: list[Event]) -> Batch:
-        """The same batch (same acks) carrying other events."""
-        return Batch(events, self.acks, batched=self.batched, source_count=self.source_count)
-
-    def ack_all(self) -> None:
-        """Acknowledge every source event of the batch.
-
-        A run of events sharing one :class:`SharedAck` (a source's chunk) is settled in one
-        call; any other acknowledgement is called once per event.
-        """
-        shared: SharedAck | None = None  # the run being counted
-        count = 0
-        for ack in self.acks:
-            if ack is shared:
-                count += 1
-                continue
-            if shared is not None:
-                shared.settle(count)
-                shared = None
-            if type(ack) is SharedAck:
-                shared, count = ack, 1
-            else:
-                ack()
-        if shared is not None:
-            shared.settle(count)
-
-    def __len__(self) -> int:
-        return len(self.events)
-
-    def __repr__(self) -> str:
-        return f"Batch({len(self.events)} events, {len(self.acks)} acks, batched={self.batched})"

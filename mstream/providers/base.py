@@ -33,7 +33,8 @@ if TYPE_CHECKING:
     from mstream.config.model import ServiceConfig, StepConfig
     from mstream.encodings import StepSchema
 
-Emit = Callable[[list[Event]], None]
+Emit = Callable[[list[Event] | Batch], None]
+"""``emit(chunk)``: hand the pipeline a chunk, as events or as a batch of records."""
 Done = Callable[[BaseException | None], None]
 Reject = Callable[[Event, str, str], None]
 """``reject(event, reason, stage)``: hand a bad event to the dead-letter path."""

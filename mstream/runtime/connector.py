@@ -59,7 +59,6 @@ from reactivex.scheduler import EventLoopScheduler
 from mstream import operators as ops
 from mstream.config.model import ConnectorConfig, ServiceConfig, StepConfig
 from mstream.core import Batch, ConnectorCounters, Event
-from mstream.core.source_time import source_time
 from mstream.encodings import StepSchema
 from mstream.errors import ConfigError, DeliveryError, MstreamError
 from mstream.providers import get_provider
@@ -556,11 +555,8 @@ class Connector:
                 )
 
     def _count_in(self, batch: Batch) -> Batch:
-        events = batch.events
         self.counters.record_in(
-            batch.source_count,
-            sum(len(e.payload) for e in events),
-            source_time(events[-1].metadata) if events else None,
+            batch.source_count, sum(map(len, batch.payloads())), batch.source_time()
         )
         return batch
 

@@ -3,7 +3,7 @@
 Example:
     >>> import threading
     >>> import reactivex.operators as rx_ops
-    >>> from mstream.core import Event
+    >>> from mstream.core import Batch, Event
     >>> from mstream.providers.base import Source
     >>> class Endless(Source):
     ...     def run(self, emit, stopping):
@@ -25,7 +25,7 @@ import reactivex
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable
 
-from mstream.core import Event
+from mstream.core import Batch, Event
 from mstream.providers.base import Source
 
 log = logging.getLogger("mstream.connector")
@@ -38,7 +38,7 @@ def source_observable(
     *,
     on_exit: Callable[[], None] | None = None,
     thread_name: str = "mstream-source",
-) -> Observable[list[Event]]:
+) -> Observable[list[Event] | Batch]:
     """An Observable of ``source``'s chunks whose :meth:`subscribe` returns at once.
 
     The source is opened, run and closed on a thread of its own (or scheduled on the
@@ -57,11 +57,11 @@ def source_observable(
     halt = stopping if stopping is not None else threading.Event()
 
     def subscribe(
-        observer: abc.ObserverBase[list[Event]], scheduler: abc.SchedulerBase | None = None
+        observer: abc.ObserverBase[list[Event] | Batch], scheduler: abc.SchedulerBase | None = None
     ) -> abc.DisposableBase:
         disposed = threading.Event()
 
-        def emit(events: list[Event]) -> None:
+        def emit(events: list[Event] | Batch) -> None:
             # after dispose nobody acknowledges: those positions are never committed and
             # are read again by the next run (at-least-once)
             if not disposed.is_set():

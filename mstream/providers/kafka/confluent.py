@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -30,13 +31,13 @@ from mstream.errors import ConfigError, DeliveryError, MstreamError, RejectedErr
 from mstream.providers.base import Done, StepContext
 from mstream.providers.completion import Completion, messages_of
 from mstream.providers.kafka.config import CONSUMER, PRODUCER, rdkafka_options, unreachable
-from mstream.providers.kafka.sink import KafkaSinkBase, OutMessage, normal_headers
+from mstream.providers.kafka.records import KafkaEvent, KafkaRecords, OutMessage
+from mstream.providers.kafka.sink import KafkaSinkBase, normal_headers
 from mstream.providers.kafka.source import (
     ASSIGNED,
     LOST,
     REVOKED,
     TP,
-    KafkaEvent,
     KafkaSourceBase,
     Rebalance,
 )
@@ -79,6 +80,59 @@ PREFETCH: dict[str, Callable[[int], int]] = {
 }
 """A source consumer's prefetch defaults (librdkafka's, in the comments of ``open``), as
 functions of ``max.poll.records``; any of them set on the service wins."""
+
+
+def _message_method(name: str) -> Callable[[Any], Any]:
+    """``confluent_kafka.Message.<name>`` unbound, for ``map`` over a poll (C calls only);
+    a name read from an instance when the package is missing (the check comes later)."""
+    try:
+        from confluent_kafka import Message
+    except ImportError:  # pragma: no cover - depends on the install
+        return lambda message: getattr(message, name)()
+    method: Callable[[Any], Any] = getattr(Message, name)
+    return method
+
+
+_MESSAGE_ERROR = _message_method("error")
+_MESSAGE_PARTITION = _message_method("partition")
+_MESSAGE_TOPIC = _message_method("topic")
+_MESSAGE_VALUE = _message_method("value")
+_MESSAGE_KEY = _message_method("key")
+_MESSAGE_HEADERS = _message_method("headers")
+
+
+class ConfluentRecords(KafkaRecords):
+    """One ``consume`` call's records: ``confluent_kafka.Message`` objects."""
+
+    __slots__ = ()
+
+    def _values(self) -> list[bytes | None]:
+        return list(map(_MESSAGE_VALUE, self.messages))
+
+    def keys(self) -> list[bytes | None]:
+        """Every record's key."""
+        return list(map(_MESSAGE_KEY, self.messages))
+
+    def headers(self) -> list[Any]:
+        """Every record's headers (None: none)."""
+        return list(map(_MESSAGE_HEADERS, self.messages))
+
+    def _event(self, message: Any, payload: bytes) -> KafkaEvent:
+        headers = message.headers()
+        return KafkaEvent(
+            payload,
+            self.encoding,
+            message.topic(),
+            message.partition(),
+            message.offset(),
+            message.timestamp()[1],
+            message.key(),
+            tuple(headers) if headers else (),
+        )
+
+    def _timestamp_ms(self, message: Any) -> int | None:
+        stamp: int = message.timestamp()[1]
+        return stamp
 
 
 class ConfluentSource(KafkaSourceBase):
@@ -178,43 +232,45 @@ class ConfluentSource(KafkaSourceBase):
 
     # client hooks --------------------------------------------------------------------
 
-    def _poll_events(self, timeout: float) -> list[KafkaEvent]:
+    def _poll_chunk(self, timeout: float) -> Batch | None:
         messages = self._consumer.consume(num_messages=self.max_records, timeout=timeout)
         if not messages:
-            return []
-        encoding = self.encoding
-        events: list[KafkaEvent] = []
-        append = events.append
-        runs: list[tuple[str, int, int]] = []  # (topic, partition, first index) of each run
-        run_topic, run_partition = "", -1
-        for m in messages:  # one pass; a run is the consecutive records of one partition
+            return None
+        if any(map(_MESSAGE_ERROR, messages)):  # rare: keep the records, report the rest
+            messages = self._without_errors(messages)
+            if not messages:
+                return None
+        # the runs of consecutive records of one partition, each a tracker position
+        partitions = list(map(_MESSAGE_PARTITION, messages))
+        if len(self.topics) == 1:
+            places: list[Any] = partitions
+        else:
+            places = list(zip(map(_MESSAGE_TOPIC, messages), partitions, strict=True))
+        runs: list[tuple[str, int, int, int]] = []
+        first = 0
+        for _, run in itertools.groupby(places):
+            end = first + len(list(run))
+            last = messages[end - 1]
+            runs.append((last.topic(), last.partition(), first, last.offset()))
+            first = end
+        return self._chunk(ConfluentRecords(messages, self.encoding), runs)
+
+    def _without_errors(self, messages: list[Any]) -> list[Any]:
+        """The records among ``messages``; a fatal error raises, others are logged.
+
+        Raises:
+            DeliveryError: the client reported a fatal error.
+        """
+        kept = []
+        for m in messages:
             error = m.error()
-            if error is not None:
-                if error.fatal():
-                    raise DeliveryError(f"{self.what}: {error.str()}")
+            if error is None:
+                kept.append(m)
+            elif error.fatal():
+                raise DeliveryError(f"{self.what}: {error.str()}")
+            else:
                 self.logger.warning("kafka source: %s", error.str())
-                continue
-            topic, partition = m.topic(), m.partition()
-            if partition != run_partition or topic != run_topic:
-                run_topic, run_partition = topic, partition
-                runs.append((topic, partition, len(events)))
-            headers = m.headers()
-            value = m.value()
-            append(
-                KafkaEvent(
-                    value if value is not None else b"",
-                    encoding,
-                    topic,
-                    partition,
-                    m.offset(),
-                    m.timestamp()[1],
-                    m.key(),
-                    tuple(headers) if headers else (),
-                )
-            )
-        if runs:
-            self._share_acks(events, runs)
-        return events
+        return kept
 
     def _commit_offsets(self, offsets: Mapping[TP, int]) -> None:
         ck = _ck()
@@ -277,22 +333,23 @@ class _Refused:
     """Finds the event of a message the broker refused, from its delivery report.
 
     One delivery callback serves every message of a write (no callable per message);
-    the rare refused message is matched back to its event by value and key. Events
-    whose messages are identical are interchangeable: each refusal takes the next one.
-    Thread-safe (delivery reports are served on more than one thread).
+    the rare refused message is matched back to its event by value and key (the batch's
+    events are made then, if it had none). Events whose messages are identical are
+    interchangeable: each refusal takes the next one. Thread-safe (delivery reports are
+    served on more than one thread).
 
     Example:
         >>> class Msg:
         ...     def value(self): return b"v"
         ...     def key(self): return None
         >>> a, b = Event(b"v", "json"), Event(b"w", "json")
-        >>> r = _Refused([a, b], [(b"v", None, None), (b"w", None, None)])
+        >>> r = _Refused(Batch([a, b], [], batched=False), [(b"v", None, None), (b"w", None, None)])
         >>> r.event_of(Msg()) is a, r.event_of(Msg())
         (True, None)
     """
 
-    def __init__(self, events: list[Event], messages: list[OutMessage]) -> None:
-        self._events = events
+    def __init__(self, batch: Batch, messages: list[OutMessage]) -> None:
+        self._batch = batch
         self._messages = messages
         self._by_message: dict[tuple[bytes, bytes | None], list[Event]] | None = None
         self._lock = threading.Lock()
@@ -302,7 +359,8 @@ class _Refused:
         with self._lock:
             if self._by_message is None:  # built on the first refusal only
                 self._by_message = {}
-                for event, (value, key, _headers) in zip(self._events, self._messages, strict=True):
+                events = self._batch.events
+                for event, (value, key, _headers) in zip(events, self._messages, strict=True):
                     self._by_message.setdefault((value, key), []).append(event)
             found = self._by_message.get((msg.value() or b"", msg.key()))
             return found.pop(0) if found else None
@@ -373,9 +431,8 @@ class ConfluentSink(KafkaSinkBase):
         countdown = Completion(len(messages), self.pending.track(len(messages), done), self.what)
 
         per_event = self.one_per_event(batch)
-        events = batch.events
         ok, too_large = countdown.ok, ck.KafkaError.MSG_SIZE_TOO_LARGE
-        refused = _Refused(events, messages) if per_event else None
+        refused = _Refused(batch, messages) if per_event else None
 
         def delivered(error: Any, msg: Any) -> None:  # one callback for every message
             if error is None:
@@ -418,7 +475,7 @@ class ConfluentSink(KafkaSinkBase):
                     if not per_event:
                         countdown.fail(RejectedError(reason))
                         return
-                    countdown.reject(events[i], reason)  # the others go on
+                    countdown.reject(batch.events[i], reason)  # the others go on
                     break
 
     def _flush_within(self, seconds: float) -> bool:

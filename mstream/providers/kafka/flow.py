@@ -93,9 +93,9 @@ class Emitter:
         name: the thread's name.
     """
 
-    def __init__(self, emit: Callable[[list[Any]], None], name: str) -> None:
+    def __init__(self, emit: Callable[[Any], None], name: str) -> None:
         self._emit = emit
-        self._queue: queue.SimpleQueue[list[Any] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()  # chunks; None ends
         self._closing = threading.Event()
         self.error: BaseException | None = None
         self._skipped = 0  # taken off the queue after close, not emitted
@@ -105,7 +105,7 @@ class Emitter:
         """Start the thread."""
         self._thread.start()
 
-    def put(self, chunk: list[Any]) -> None:
+    def put(self, chunk: Any) -> None:
         """Queue ``chunk`` for ``emit`` (never blocks)."""
         self._queue.put(chunk)
 

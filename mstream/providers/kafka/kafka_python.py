@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import operator
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -34,13 +35,13 @@ from mstream.providers import kafka_python_join
 from mstream.providers.base import Done, StepContext
 from mstream.providers.completion import Completion, messages_of
 from mstream.providers.kafka.config import CONSUMER, PRODUCER, client_options, unreachable
+from mstream.providers.kafka.records import KafkaEvent, KafkaRecords
 from mstream.providers.kafka.sink import KafkaSinkBase, normal_headers
 from mstream.providers.kafka.source import (
     ASSIGNED,
     LOST,
     REVOKED,
     TP,
-    KafkaEvent,
     KafkaSourceBase,
     Rebalance,
 )
@@ -68,6 +69,45 @@ def _unreachable_errors() -> tuple[type[Exception], ...]:
         errors.KafkaTimeoutError,
         getattr(errors, "NoBrokersAvailable", errors.KafkaTimeoutError),
     )
+
+
+_VALUE = operator.attrgetter("value")
+_KEY = operator.attrgetter("key")
+_HEADERS = operator.attrgetter("headers")
+
+
+class KafkaPythonRecords(KafkaRecords):
+    """One poll's records: kafka-python ``ConsumerRecord`` tuples."""
+
+    __slots__ = ()
+
+    def _values(self) -> list[bytes | None]:
+        return list(map(_VALUE, self.messages))
+
+    def keys(self) -> list[bytes | None]:
+        """Every record's key."""
+        return list(map(_KEY, self.messages))
+
+    def headers(self) -> list[Any]:
+        """Every record's headers (empty: none)."""
+        return list(map(_HEADERS, self.messages))
+
+    def _event(self, message: Any, payload: bytes) -> KafkaEvent:
+        headers = message.headers
+        return KafkaEvent(
+            payload,
+            self.encoding,
+            message.topic,
+            message.partition,
+            message.offset,
+            message.timestamp,
+            message.key,
+            tuple(headers) if headers else (),
+        )
+
+    def _timestamp_ms(self, message: Any) -> int | None:
+        stamp: int | None = message.timestamp
+        return stamp
 
 
 class KafkaPythonSource(KafkaSourceBase):
@@ -161,33 +201,19 @@ class KafkaPythonSource(KafkaSourceBase):
 
     # client hooks --------------------------------------------------------------------
 
-    def _poll_events(self, timeout: float) -> list[KafkaEvent]:
+    def _poll_chunk(self, timeout: float) -> Batch | None:
         polled = self._consumer.poll(timeout_ms=int(timeout * 1000), max_records=self.max_records)
         if not polled:
-            return []
-        encoding = self.encoding
-        events: list[KafkaEvent] = []
-        append = events.append
-        runs: list[tuple[str, int, int]] = []
-        for tp, records in polled.items():
-            topic, partition = tp.topic, tp.partition
-            runs.append((topic, partition, len(events)))
-            for r in records:
-                headers = r.headers
-                append(
-                    KafkaEvent(
-                        r.value if r.value is not None else b"",
-                        encoding,
-                        topic,
-                        partition,
-                        r.offset,
-                        r.timestamp,
-                        r.key,
-                        tuple(headers) if headers else (),
-                    )
-                )
-        self._share_acks(events, runs)
-        return events
+            return None
+        records: list[Any] = []
+        runs: list[tuple[str, int, int, int]] = []
+        for tp, part in polled.items():
+            if part:
+                runs.append((tp.topic, tp.partition, len(records), part[-1].offset))
+                records += part
+        if not records:
+            return None
+        return self._chunk(KafkaPythonRecords(records, self.encoding), runs)
 
     def _commit_offsets(self, offsets: Mapping[TP, int]) -> None:
         from kafka import OffsetAndMetadata, TopicPartition
@@ -360,7 +386,10 @@ class KafkaPythonSink(KafkaSinkBase):
         send, topic = producer.send, self.topic
         ok, fail = countdown.ok, countdown.fail
         per_event = self.one_per_event(batch)
-        events = batch.events
+
+        def fail_event(i: int, error: BaseException) -> None:  # events made only now
+            countdown.fail_event(batch.events[i], error)
+
         for i, (value, key, headers) in enumerate(messages):
             try:
                 try:
@@ -373,7 +402,7 @@ class KafkaPythonSink(KafkaSinkBase):
             except MessageSizeTooLargeError as exc:
                 reason = f"{self.what}: message too large: {exc}"
                 if per_event:  # only this event is dead-lettered; the others go on
-                    countdown.reject(events[i], reason)
+                    countdown.reject(batch.events[i], reason)
                     continue
                 countdown.fail(RejectedError(reason))
                 return
@@ -381,7 +410,7 @@ class KafkaPythonSink(KafkaSinkBase):
                 countdown.fail(exc)
                 return
             # one message per event: a broker refusal names the event, not the whole chunk
-            on_error = functools.partial(countdown.fail_event, events[i]) if per_event else fail
+            on_error = functools.partial(fail_event, i) if per_event else fail
             register = getattr(future, "_add_cb_eb", None)  # one lock instead of two
             if register is not None:
                 register(ok, on_error)

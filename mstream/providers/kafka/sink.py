@@ -19,7 +19,7 @@ from mstream.core import Batch
 from mstream.encodings import AvroSchema, encode_batch
 from mstream.errors import ConfigError, DeliveryError
 from mstream.providers.base import Done, Sink, StepContext
-from mstream.providers.kafka.source import KafkaEvent
+from mstream.providers.kafka.records import KafkaEvent, KafkaRecords, OutMessage
 
 
 class Pending:
@@ -93,10 +93,6 @@ def normal_headers(headers: Iterable[tuple[Any, Any]]) -> list[tuple[str, bytes]
     ]
 
 
-OutMessage = tuple[bytes, bytes | None, list[tuple[str, bytes]] | None]
-"""One message to produce: ``(value, key, headers)``."""
-
-
 class KafkaSinkBase(Sink):
     """The client-independent half of a Kafka sink: which messages a batch becomes, and a
     bounded flush.
@@ -141,6 +137,9 @@ class KafkaSinkBase(Sink):
             >>> sink.messages(Batch.of(evs, batched=False))
             [(b'{"n":1}', b'k', None), (b'{"n":2}', None, None)]
         """
+        records = batch.records
+        if isinstance(records, KafkaRecords):  # a Kafka chunk: its records as they were read
+            return records.out_messages()
         events = batch.events
         if batch.batched and self.batch_mode == "array":
             schema: AvroSchema | None = events[0].schema if events else None

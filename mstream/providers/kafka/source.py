@@ -56,10 +56,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from mstream.config.model import ServiceConfig, StepConfig
-from mstream.core import LazyEvent, PositionTracker, SharedAck
+from mstream.core import Ack, Batch, PositionTracker, SharedAck
 from mstream.errors import ConfigError, DeliveryError
 from mstream.providers.base import Emit, Source, StepContext
 from mstream.providers.kafka.flow import Emitter, InFlight
+from mstream.providers.kafka.records import KafkaRecords
 
 TP = tuple[str, int]
 """A partition: ``(topic, partition)``."""
@@ -107,106 +108,10 @@ def _resume_offsets(position: Any) -> dict[TP, int]:
     return out
 
 
-def header_attributes(headers: Iterable[tuple[str, Any]]) -> dict[str, str]:
-    """Kafka headers as string attributes (UTF-8, undecodable bytes replaced).
-
-    Example:
-        >>> header_attributes([("a", b"1"), ("b", None), ("c", "x")])
-        {'a': '1', 'c': 'x'}
-    """
-    try:  # the common case: every value is bytes
-        return {
-            name: value.decode("utf-8", "replace") for name, value in headers if value is not None
-        }
-    except AttributeError:
-        pass
-    attrs: dict[str, str] = {}
-    for name, value in headers:
-        if isinstance(value, bytes | bytearray):
-            attrs[name] = bytes(value).decode("utf-8", "replace")
-        elif value is not None:
-            attrs[name] = str(value)
-    return attrs
-
-
-class KafkaEvent(LazyEvent):
-    """An event read from Kafka: the record's facts in slots, dictionaries made on first use.
-
-    ``metadata`` (``topic``, ``partition``, ``offset``, ``timestamp``, ``key``,
-    ``headers``) and ``attributes`` (the headers as strings) are built when something
-    reads them (see :class:`~mstream.core.LazyEvent`). A Kafka sink reads the key and
-    headers with :meth:`key_and_headers`, so a Kafka → Kafka pipeline builds neither.
-    The headers are kept as a tuple of pairs, which the garbage collector stops tracking
-    after its first pass: while a record is in flight, its event is the only object of
-    it that full collections scan.
-
-    Args:
-        payload: the record's value.
-        encoding: the source's encoding.
-        topic: the record's topic.
-        partition: its partition.
-        offset: its offset.
-        timestamp: its timestamp (ms).
-        key: its key.
-        headers: its headers, ``(name, value)`` pairs (empty: none).
-
-    Example:
-        >>> e = KafkaEvent(b"{}", "json", "t", 0, 7, 1, b"k", (("h", b"v"),))
-        >>> e.key_and_headers(), e.attributes
-        ((b'k', [('h', b'v')]), {'h': 'v'})
-        >>> e.metadata["offset"], e.metadata["headers"]
-        (7, [('h', b'v')])
-        >>> e.metadata["key"] = b"other"; e.key_and_headers()[0]
-        b'other'
-    """
-
-    __slots__ = ("headers", "key", "offset", "partition", "timestamp", "topic")
-
-    def __init__(
-        self,
-        payload: bytes,
-        encoding: str,
-        topic: str,
-        partition: int,
-        offset: int,
-        timestamp: int | None,
-        key: bytes | None,
-        headers: tuple[tuple[str, Any], ...],
-    ) -> None:
-        self._init_lazy(payload, encoding)
-        self.topic = topic
-        self.partition = partition
-        self.offset = offset
-        self.timestamp = timestamp
-        self.key = key
-        self.headers = headers
-
-    def _build_metadata(self) -> dict[str, Any]:
-        return {
-            "topic": self.topic,
-            "partition": self.partition,
-            "offset": self.offset,
-            "timestamp": self.timestamp,
-            "key": self.key,
-            "headers": list(self.headers),
-        }
-
-    def _build_attributes(self) -> dict[str, str]:
-        return header_attributes(self.headers) if self.headers else {}
-
-    def key_and_headers(self) -> tuple[Any, Any]:
-        """The key and headers (a list) to write: from ``metadata`` once it was built, else
-        the record's."""
-        if not self.metadata_built:
-            return self.key, list(self.headers)
-        metadata = self.metadata
-        return metadata.get("key"), metadata.get("headers")
-
-
 class KafkaSourceBase(Source):
     """The client-independent half of a Kafka source (see the module docstring).
 
-    Subclasses implement the client calls (:meth:`_poll_events`, :meth:`_commit_offsets`,
+    Subclasses implement the client calls (:meth:`_poll_chunk`, :meth:`_commit_offsets`,
     :meth:`_seek`, :meth:`_offsets_for_times`, :meth:`_end_offset`, :meth:`_assigned_now`,
     :meth:`_paused_now`, :meth:`_pause`, :meth:`_resume`, :meth:`_client_errors`) and
     report rebalances with :meth:`_record` (from any thread) or :meth:`_apply` (on the
@@ -266,12 +171,12 @@ class KafkaSourceBase(Source):
 
     # client hooks --------------------------------------------------------------------
 
-    def _poll_events(self, timeout: float) -> list[KafkaEvent]:
-        """Poll once, waiting up to ``timeout`` seconds; the events read, with their acks.
+    def _poll_chunk(self, timeout: float) -> Batch | None:
+        """Poll once, waiting up to ``timeout`` seconds; the records read as one chunk.
 
-        Build each partition's ack with :meth:`_chunk_ack`, all sharing the callback
-        :meth:`~mstream.providers.kafka.flow.InFlight.open` returned for the poll (or
-        give the events theirs with :meth:`_share_acks`).
+        Make it with :meth:`_chunk` (or give every event an ack from :meth:`_chunk_ack`,
+        all sharing the callback :meth:`~mstream.providers.kafka.flow.InFlight.open`
+        returned for the poll); None when nothing was read.
         """
         raise NotImplementedError
 
@@ -362,23 +267,21 @@ class KafkaSourceBase(Source):
 
         return SharedAck(count, chunk_done)
 
-    def _share_acks(self, events: list[KafkaEvent], runs: list[tuple[str, int, int]]) -> None:
-        """Give each run of one partition's events in ``events`` its :meth:`_chunk_ack`.
+    def _chunk(self, records: KafkaRecords, runs: list[tuple[str, int, int, int]]) -> Batch:
+        """One poll's records as a chunk, each run of one partition sharing a :meth:`_chunk_ack`.
 
         Args:
-            events: one poll's events, in the order read.
-            runs: ``(topic, partition, first index)`` of each run, in order (a partition
-                may have several runs; each is a tracker position of its own).
+            records: the poll's records, in the order read.
+            runs: ``(topic, partition, first index, last offset)`` of each run, in order
+                (a partition may have several runs; each is a tracker position of its own).
         """
         part_done = self._in_flight.open(len(runs))
-        ends = [first for _, _, first in runs[1:]] + [len(events)]
-        for (topic, partition, first), end in zip(runs, ends, strict=True):
-            run = events[first:end]
-            ack = self._chunk_ack(
-                (topic, partition), run[-1].metadata["offset"], len(run), part_done
-            )
-            for event in run:
-                event.ack = ack
+        ends = [first for _, _, first, _ in runs[1:]] + [len(records)]
+        acks: list[Ack] = []
+        for (topic, partition, first, last_offset), end in zip(runs, ends, strict=True):
+            count = end - first
+            acks += [self._chunk_ack((topic, partition), last_offset, count, part_done)] * count
+        return Batch.of_records(records, acks)
 
     # rebalances ------------------------------------------------------------------------
 
@@ -535,7 +438,7 @@ class KafkaSourceBase(Source):
             self._wind_down(emitter)
         emitter.check()
 
-    def _step(self, hand_over: Callable[[list[KafkaEvent]], None] | None) -> None:
+    def _step(self, hand_over: Callable[[Batch], None] | None) -> None:
         """One poll, the rebalances it brought, backpressure, and the periodic commit.
 
         While paused, the step waits for the pipeline's acknowledgements rather than in the
@@ -545,10 +448,10 @@ class KafkaSourceBase(Source):
         if self._throttled and self._reading:
             self._in_flight.wait_for_at_most(self.resume_at, timeout)
             timeout = 0.0
-        events = self._poll_events(timeout)
+        chunk = self._poll_chunk(timeout)
         self._apply_recorded()
-        if events and hand_over is not None:
-            hand_over(events)
+        if chunk is not None and hand_over is not None:
+            hand_over(chunk)
         self._throttle()
         self._commit_acknowledged()
         self._check_liveness()
