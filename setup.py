@@ -42,6 +42,8 @@ setup(
         "cryptography>=42",
         "requests>=2.31",
         "orjson>=3.9",
+        # validates a chunk of JSON payloads in one pass without making documents
+        "msgspec>=0.18",
         "prometheus-client>=0.20",
         "lupa>=2.0",
         "fastjsonschema>=2.19",

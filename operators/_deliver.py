@@ -72,6 +72,33 @@ class _Completion:
             return first
 
 
+class _Origins:
+    """Which of a batch's events a converted event came from (looked up on a refusal only).
+
+    Example:
+        >>> a, b = Event(b"1", "json"), Event(b"2", "json")
+        >>> batch = Batch.of([a, b], batched=False)
+        >>> sent = batch.with_events([b.converted("bson")])
+        >>> _Origins(batch, sent, {id(a)}).of(sent.events[0]) == id(b)
+        True
+    """
+
+    __slots__ = ("_batch", "_by_id", "_sent", "_unconverted")
+
+    def __init__(self, batch: Batch, sent: Batch, unconverted: set[int]) -> None:
+        self._batch, self._sent, self._unconverted = batch, sent, unconverted
+        self._by_id: dict[int, int] | None = None
+
+    def of(self, event: Event) -> int:
+        """The id of the batch's event that ``event`` was converted from (its own if none)."""
+        if self._sent is self._batch:  # nothing converted: events are their own
+            return id(event)
+        if self._by_id is None:
+            kept = [e for e in self._batch.events if id(e) not in self._unconverted]
+            self._by_id = {id(c): id(o) for o, c in zip(kept, self._sent.events, strict=False)}
+        return self._by_id.get(id(event), id(event))
+
+
 def _labelled(reject: Reject, label: str) -> Reject:
     """``reject`` with the sink named in the reason."""
 
@@ -157,7 +184,7 @@ def deliver(
                         observer.on_next(batch)
 
             def make_done(
-                completion: _Completion, sent: Batch, label_reject: Reject, origin: dict[int, int]
+                completion: _Completion, sent: Batch, label_reject: Reject, origin: _Origins
             ) -> Callable[[BaseException | None], None]:
                 def done(error: BaseException | None) -> None:
                     # Runs on the sink's own thread (a Kafka or Pub/Sub callback), where an
@@ -178,7 +205,7 @@ def deliver(
                             if pairs is None:
                                 pairs = [(event, str(error)) for event in sent.events]
                             for event, reason in pairs:
-                                completion.refuse(origin.get(id(event), id(event)))
+                                completion.refuse(origin.of(event))
                                 label_reject(event, reason, "sink")
                         else:
                             if completion.mark_failed():
@@ -220,11 +247,7 @@ def deliver(
                         sent = convert_batch(
                             batch, target.encoding, target.schema, refuse_conversion
                         )
-                        if sent is batch:  # nothing converted: events are their own
-                            origin = {}
-                        else:
-                            kept = [e for e in batch.events if id(e) not in unconverted]
-                            origin = {id(c): id(o) for o, c in zip(kept, sent.events, strict=False)}
+                        origin = _Origins(batch, sent, unconverted)
                         done = make_done(completion, sent, target_reject, origin)
                         if len(sent):
                             target.sink.write(sent, done)

@@ -238,3 +238,50 @@ def test_fast_decimal128_matches_pymongo(value: Decimal) -> None:
     assert got.bid == expected.bid
     assert to_decimal(expected).as_tuple() == expected.to_decimal().as_tuple()
     assert decimal128_str(expected) == str(expected)
+
+
+# -- the chunk's JSON check ------------------------------------------------------------
+
+json_texts = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+).map(lambda v: __import__("json").dumps(v).encode())
+
+
+def _loads_all(payloads: list[bytes]) -> bool:
+    from mstream.encodings.extjson import loads
+
+    try:
+        for payload in payloads:
+            loads(payload)
+    except DecodeError:
+        return False
+    return True
+
+
+@SETTINGS
+@given(st.lists(json_texts | st.binary(max_size=12), max_size=6), st.data())
+def test_the_chunk_check_vouches_only_for_payloads_loads_reads(
+    payloads: list[bytes], data: st.DataObject
+) -> None:
+    """``all_plain_valid`` true means every payload decodes; cut and glued payloads too."""
+    from mstream.encodings.extjson import all_plain_valid
+
+    if payloads and data.draw(st.booleans()):  # split one payload in two at a random byte
+        i = data.draw(st.integers(0, len(payloads) - 1))
+        cut = data.draw(st.integers(0, len(payloads[i])))
+        payloads[i : i + 1] = [payloads[i][:cut], payloads[i][cut:]]
+    if all_plain_valid(payloads):
+        assert _loads_all(payloads)
+
+
+def test_the_chunk_check_refuses_what_only_looks_valid() -> None:
+    from mstream.encodings.extjson import all_plain_valid
+
+    assert all_plain_valid([b'{"a": 1}', b"[2]", b'"x"'])
+    assert not all_plain_valid([b'{"a": 1', b'"b": 2}', b"3,4"])  # three values, not theirs
+    assert not all_plain_valid([b"1e999"])  # orjson: infinity
+    assert not all_plain_valid([b'"\xed\xa0\x80"'])  # a surrogate in UTF-8
+    assert not all_plain_valid([b" 1"])  # whitespace: left to loads
+    assert _loads_all([b" 1", b"1e300"])

@@ -92,13 +92,16 @@ class Event:
         target_schema = schema if schema is not None else self.schema
         if encoding == self.encoding and (encoding != "avro" or target_schema is self.schema):
             return self
-        payload = encode(self.doc, encoding, target_schema)
+        return self._in_encoding(encode(self.doc, encoding, target_schema), encoding, target_schema)
+
+    def _in_encoding(self, payload: bytes, encoding: str, schema: AvroSchema | None) -> Event:
+        """This event with another payload (same document, attributes and metadata)."""
         return Event(
             payload,
             encoding,
             attributes=self.attributes,
             metadata=self.metadata,
-            schema=target_schema,
+            schema=schema,
             doc=self._doc,
         )
 
@@ -140,11 +143,34 @@ class LazyEvent(Event):
         ...     def _build_metadata(self): return {"seq": self.n}
         ...     def _build_attributes(self): return {"seq": str(self.n)}
         >>> e = Seq(7)
+        >>> twin = e.converted("bson")  # converted before anything read its facts
+        >>> type(twin).__name__, twin.n, twin.metadata_built, twin.doc
+        ('Seq', 7, False, {})
         >>> e.metadata_built, e.metadata, e.metadata_built, e.attributes
         (False, {'seq': 7}, True, {'seq': '7'})
     """
 
     __slots__ = ()
+
+    _facts: tuple[Any, ...] = ()
+    """The slots a subclass adds (its facts), copied into a converted twin."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = [k for k in cls.__mro__ if issubclass(k, LazyEvent) and k is not LazyEvent]
+        cls._facts = tuple(vars(k)[name] for k in own for name in vars(k).get("__slots__", ()))
+
+    def _in_encoding(self, payload: bytes, encoding: str, schema: AvroSchema | None) -> Event:
+        """A twin of the same class, its dictionaries still unbuilt when they are here."""
+        if _METADATA.__get__(self) is not None or _ATTRIBUTES.__get__(self) is not None:
+            return super()._in_encoding(payload, encoding, schema)
+        twin = object.__new__(type(self))
+        twin._init_lazy(payload, encoding)
+        for fact in self._facts:
+            fact.__set__(twin, fact.__get__(self))
+        twin.schema = schema
+        twin._doc = self._doc
+        return twin
 
     def _init_lazy(self, payload: bytes, encoding: str) -> None:
         """Set the fields of an event that has no schema, ack or document yet."""

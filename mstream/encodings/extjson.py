@@ -67,12 +67,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 import orjson
 from bson import json_util
 from bson.binary import Binary, UuidRepresentation
@@ -406,31 +408,48 @@ def _parse(payload: bytes) -> Any:
 def all_plain_valid(payloads: list[bytes]) -> bool:
     """Whether every payload is JSON that :func:`loads` reads without error, checked per chunk.
 
-    The quick check for many payloads (a source's chunk): two scans over the chunk joined
-    (no ``$``, so no Extended JSON wrapper; no integer orjson would read as a float), then
-    ``orjson.loads`` on each payload with nothing kept. ``True`` means :func:`loads` would
-    decode each of them; ``False`` only that some payload needs :func:`loads` itself to
-    tell (it may still be valid).
+    The quick check for many payloads (a source's chunk), with no document made: scans
+    over the chunk joined (no ``$``, so no Extended JSON wrapper; no integer orjson would
+    read as a float; no exponent of three digits, which may overflow a double; valid
+    UTF-8), then one pass of msgspec's validating parser over the payloads as one JSON
+    array of raw values. Each value must span exactly its payload (same count, same
+    lengths), so payloads cannot pair up into values across their boundaries. ``True``
+    means :func:`loads` would decode each of them; ``False`` only that some payload needs
+    :func:`loads` itself to tell (it may still be valid).
 
     Example:
         >>> all_plain_valid([b'{"a": 1}', b'[2]']), all_plain_valid([b'{"a": 1}', b'{'])
         (True, False)
         >>> all_plain_valid([b'{"at": {"$date": 0}}'])  # a wrapper: loads must convert it
         False
+        >>> all_plain_valid([b'{"a": 1', b'"b": 2}'])  # valid only joined
+        False
     """
+    if not payloads:
+        return True
     try:
-        joined = b"\n".join(payloads)  # a newline ends any run of integer bytes
+        joined = b",".join(payloads)  # a comma ends any run of integer bytes
     except TypeError:  # not all bytes
         return False
-    if b"$" in joined or _WIDE_RUN in joined.translate(_INTEGER_BYTES):
+    if (
+        b"$" in joined
+        or _WIDE_RUN in joined.translate(_INTEGER_BYTES)
+        or _LONG_EXPONENT.search(joined) is not None
+    ):
         return False
-    parse = orjson.loads
     try:
-        for payload in payloads:
-            parse(payload)
-    except orjson.JSONDecodeError:
+        joined.decode("utf-8")
+        values = _RAW_VALUES.decode(b"[" + joined + b"]")
+    except (UnicodeDecodeError, msgspec.DecodeError):
         return False
-    return True
+    return len(values) == len(payloads) and list(map(len, values)) == list(map(len, payloads))
+
+
+_RAW_VALUES = msgspec.json.Decoder(list[msgspec.Raw])
+"""Reads a JSON array into its values' raw bytes: validates without making documents."""
+
+_LONG_EXPONENT = re.compile(rb"[eE][-+]?[0-9]{3}")
+"""An exponent orjson may refuse ("number is infinity when parsed as double")."""
 
 
 def loads_plain(payload: bytes | bytearray | memoryview | str) -> Any:
