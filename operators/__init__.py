@@ -33,7 +33,7 @@ Example:
 
 from ._batch import batch
 from ._batchwise import map_each
-from ._convert import convert, convert_events, validate
+from ._convert import convert, convert_batch, convert_events, validate
 from ._deliver import SinkTarget, deliver
 from ._filter import filter
 from ._middleware import middleware
@@ -42,6 +42,7 @@ __all__ = [
     "SinkTarget",
     "batch",
     "convert",
+    "convert_batch",
     "convert_events",
     "deliver",
     "filter",

@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 from reactivex import Observable
 
-from mstream.core import Batch, Event
-from mstream.encodings import AvroSchema, JsonSchema, StepSchema, encode
+from mstream.core import Batch, Event, Records
+from mstream.encodings import AvroSchema, JsonSchema, StepSchema, decode, encode
 from mstream.encodings.extjson import all_plain_valid
 from mstream.errors import ConfigError, EventError, SchemaValidationError
 from mstream.providers.base import Reject
@@ -128,17 +128,33 @@ def convert_batch(
         True
     """
     records = batch.records
-    if (
-        records is not None
-        and records.encoding == encoding
-        and encoding != "avro"
-        and not isinstance(schema, JsonSchema)
-        and (not verify or (encoding == "json" and all_plain_valid(records.payloads)))
-    ):
-        return batch
+    if records is not None and not isinstance(schema, JsonSchema):
+        if records.encoding == encoding:
+            if encoding != "avro" and (
+                not verify or (encoding == "json" and all_plain_valid(records.payloads))
+            ):
+                return batch
+        elif records.encoding != "avro":
+            recoded = _recoded(records, encoding, schema)
+            if recoded is not None:
+                return Batch.of_records(recoded, batch.acks)
     events = batch.events
     converted = convert_events(events, encoding, schema, reject, verify=verify)
     return batch if converted is events else batch.with_events(converted)
+
+
+def _recoded(records: Records, encoding: str, schema: StepSchema | None) -> Records | None:
+    """The records' payloads converted to ``encoding`` as columns, as each event's
+    :meth:`~mstream.core.Event.converted` would; None if any payload fails (the events
+    are then made and converted one by one, so the bad ones are dead-lettered with their
+    reasons) or the records cannot be recoded."""
+    avro = schema if isinstance(schema, AvroSchema) else None
+    source = records.encoding
+    try:
+        payloads = [encode(decode(p, source), encoding, avro) for p in records.payloads]
+    except EventError:
+        return None
+    return records.recoded(payloads, encoding, avro)
 
 
 def convert(

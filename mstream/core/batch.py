@@ -27,9 +27,13 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from mstream.core.event import Ack, Event
 from mstream.core.source_time import source_time
+
+if TYPE_CHECKING:
+    from mstream.encodings import AvroSchema
 
 
 class SharedAck:
@@ -108,6 +112,12 @@ class Records(ABC):
 
     def source_time(self) -> float | None:
         """When the source says the last record happened (Unix seconds), if it says."""
+        return None
+
+    def recoded(
+        self, payloads: list[bytes], encoding: str, schema: AvroSchema | None
+    ) -> Records | None:
+        """The same records with other payloads in ``encoding`` (None: not supported)."""
         return None
 
 

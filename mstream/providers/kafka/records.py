@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any, cast
 
 from mstream.core import Ack, Event, LazyEvent, Records
+from mstream.encodings import AvroSchema
 
 
 def header_attributes(headers: Iterable[tuple[str, Any]]) -> dict[str, str]:
@@ -127,12 +128,22 @@ class KafkaRecords(Records):
         encoding: the source's encoding.
     """
 
-    __slots__ = ("_payloads", "encoding", "messages")
+    __slots__ = ("_payloads", "encoding", "messages", "schema")
 
     def __init__(self, messages: list[Any], encoding: str) -> None:
         self.messages = messages
         self.encoding = encoding
+        self.schema: AvroSchema | None = None
         self._payloads: list[bytes] | None = None
+
+    def recoded(
+        self, payloads: list[bytes], encoding: str, schema: AvroSchema | None
+    ) -> KafkaRecords:
+        """The same records (keys, headers, positions) with ``payloads`` in ``encoding``."""
+        twin = type(self)(self.messages, encoding)
+        twin.schema = schema
+        twin._payloads = payloads
+        return twin
 
     def __len__(self) -> int:
         return len(self.messages)
@@ -157,6 +168,7 @@ class KafkaRecords(Records):
         for message, ack, payload in zip(self.messages, acks, self.payloads, strict=True):
             event = self._event(message, payload)
             event.ack = ack
+            event.schema = self.schema
             events.append(event)
         return events
 
