@@ -94,6 +94,8 @@ class Records(ABC):
         (b'2', None)
     """
 
+    __slots__ = ()
+
     encoding: str
     """The encoding of every payload."""
 

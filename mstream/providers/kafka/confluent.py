@@ -96,9 +96,6 @@ def _message_method(name: str) -> Callable[[Any], Any]:
 _MESSAGE_ERROR = _message_method("error")
 _MESSAGE_PARTITION = _message_method("partition")
 _MESSAGE_TOPIC = _message_method("topic")
-_MESSAGE_VALUE = _message_method("value")
-_MESSAGE_KEY = _message_method("key")
-_MESSAGE_HEADERS = _message_method("headers")
 
 
 class ConfluentRecords(KafkaRecords):
@@ -106,16 +103,9 @@ class ConfluentRecords(KafkaRecords):
 
     __slots__ = ()
 
-    def _values(self) -> list[bytes | None]:
-        return list(map(_MESSAGE_VALUE, self.messages))
-
-    def keys(self) -> list[bytes | None]:
-        """Every record's key."""
-        return list(map(_MESSAGE_KEY, self.messages))
-
-    def headers(self) -> list[Any]:
-        """Every record's headers (None: none)."""
-        return list(map(_MESSAGE_HEADERS, self.messages))
+    value_of = staticmethod(_message_method("value"))
+    key_of = staticmethod(_message_method("key"))
+    headers_of = staticmethod(_message_method("headers"))
 
     def _event(self, message: Any, payload: bytes) -> KafkaEvent:
         headers = message.headers()

@@ -71,26 +71,14 @@ def _unreachable_errors() -> tuple[type[Exception], ...]:
     )
 
 
-_VALUE = operator.attrgetter("value")
-_KEY = operator.attrgetter("key")
-_HEADERS = operator.attrgetter("headers")
-
-
 class KafkaPythonRecords(KafkaRecords):
     """One poll's records: kafka-python ``ConsumerRecord`` tuples."""
 
     __slots__ = ()
 
-    def _values(self) -> list[bytes | None]:
-        return list(map(_VALUE, self.messages))
-
-    def keys(self) -> list[bytes | None]:
-        """Every record's key."""
-        return list(map(_KEY, self.messages))
-
-    def headers(self) -> list[Any]:
-        """Every record's headers (empty: none)."""
-        return list(map(_HEADERS, self.messages))
+    value_of = staticmethod(operator.attrgetter("value"))
+    key_of = staticmethod(operator.attrgetter("key"))
+    headers_of = staticmethod(operator.attrgetter("headers"))
 
     def _event(self, message: Any, payload: bytes) -> KafkaEvent:
         headers = message.headers

@@ -10,7 +10,7 @@ letter, a conversion) gets :class:`KafkaEvent` objects, made once per batch.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, cast
 
 from mstream.core import Ack, Event, LazyEvent, Records
@@ -120,8 +120,9 @@ OutMessage = tuple[bytes, bytes | None, Any]
 class KafkaRecords(Records):
     """One poll's records, kept as the client returned them (see the module docstring).
 
-    Subclasses read the client's message objects: :meth:`_values`, :meth:`keys`,
-    :meth:`headers`, :meth:`_event` and :meth:`_timestamp_ms`.
+    Subclasses read the client's message objects: they set :attr:`value_of`,
+    :attr:`key_of` and :attr:`headers_of` (accessors mapped over a poll) and implement
+    :meth:`_event` and :meth:`_timestamp_ms`.
 
     Args:
         messages: the records, in the order read (no error records).
@@ -129,6 +130,13 @@ class KafkaRecords(Records):
     """
 
     __slots__ = ("_payloads", "encoding", "messages", "schema")
+
+    value_of: Callable[[Any], bytes | None]
+    """A record's value (a ``staticmethod`` on subclasses)."""
+    key_of: Callable[[Any], bytes | None]
+    """A record's key."""
+    headers_of: Callable[[Any], Any]
+    """A record's headers."""
 
     def __init__(self, messages: list[Any], encoding: str) -> None:
         self.messages = messages
@@ -177,17 +185,17 @@ class KafkaRecords(Records):
         stamp = self._timestamp_ms(self.messages[-1]) if self.messages else None
         return stamp / 1000.0 if stamp is not None and stamp > 0 else None
 
-    @abstractmethod
     def _values(self) -> list[bytes | None]:
         """Every record's value as the client gives it."""
+        return list(map(self.value_of, self.messages))
 
-    @abstractmethod
     def keys(self) -> list[bytes | None]:
         """Every record's key."""
+        return list(map(self.key_of, self.messages))
 
-    @abstractmethod
     def headers(self) -> list[Any]:
         """Every record's headers: a list of ``(name, value)`` pairs, or None/empty."""
+        return list(map(self.headers_of, self.messages))
 
     @abstractmethod
     def _event(self, message: Any, payload: bytes) -> KafkaEvent:
