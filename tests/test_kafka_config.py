@@ -21,6 +21,7 @@ from mstream.errors import ConfigError, DeliveryError
 from mstream.providers import get_provider
 from mstream.providers.base import StepContext
 from mstream.providers.completion import Completion
+from mstream.providers.emitter import Emitter
 from mstream.providers.kafka import (
     OPTIONS,
     SECRET_FIELDS,
@@ -31,7 +32,7 @@ from mstream.providers.kafka import (
     rdkafka_options,
     supported_keys,
 )
-from mstream.providers.kafka.flow import Emitter, InFlight
+from mstream.providers.kafka.flow import InFlight
 from mstream.providers.kafka.source import ASSIGNED, LOST, REVOKED, Rebalance
 from mstream.registry import mask_service
 from tests.waiting import wait_for

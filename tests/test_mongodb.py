@@ -730,6 +730,73 @@ def test_bson_payload_round_trip_through_the_sink(
     assert client[DB][unique_name].find_one({}) == doc
 
 
+def _counting_source(uri: str, collection: str, stopping: threading.Event) -> Any:
+    """A change stream source (chunks of 2) that counts the changes it has read."""
+    from mstream.providers.mongodb import ChangeStreamSource
+
+    class Counting(ChangeStreamSource):
+        read = 0
+
+        def _event(self, change: RawBSONDocument) -> Event | None:
+            Counting.read += 1
+            return super()._event(change)
+
+    svc = parse_config({"services": [mongo_service(uri, chunk_size=2)]}).services[0]
+    ctx = StepContext("t", "source", stopping=stopping, checkpointing=True)
+    return Counting(svc, StepConfig("mongo", collection, output_encoding="bson"), ctx)
+
+
+def test_the_next_chunk_is_read_while_the_pipeline_works_and_no_further(
+    mongodb_uri: str, client: Any, unique_name: str
+) -> None:
+    """Reading goes on while ``emit`` blocks, up to ``read_ahead`` chunks waiting; every
+    chunk read is emitted, in order."""
+    stopping, release = threading.Event(), threading.Event()
+    src = _counting_source(mongodb_uri, unique_name, stopping)
+    emitted: list[int] = []
+
+    def emit(events: list[Event]) -> None:
+        release.wait(30)  # the pipeline is busy with the first chunk
+        emitted.extend(decode(e.payload, "bson")["_id"] for e in events)
+
+    src.open()
+    worker = threading.Thread(target=src.run, args=(emit, stopping))
+    worker.start()
+    try:
+        client[DB][unique_name].insert_many([{"_id": i} for i in range(20)])
+        # one chunk in emit, read_ahead (2) more read: the one queued and the one waiting
+        wait_for(lambda: type(src).read >= 2 * (1 + src.read_ahead), 20, "the read-ahead")
+        assert type(src).read == 2 * (1 + src.read_ahead) and emitted == []
+        release.set()
+        wait_for(lambda: len(emitted) == 20, 20, "every change emitted")
+    finally:
+        release.set()
+        stopping.set()
+        worker.join(10)
+        src.close()
+    assert not worker.is_alive(), "run() did not honour stopping"
+    assert emitted == list(range(20))
+
+
+def test_a_failed_pipeline_stops_the_change_stream_reading(
+    mongodb_uri: str, client: Any, unique_name: str
+) -> None:
+    stopping = threading.Event()
+    src = _counting_source(mongodb_uri, unique_name, stopping)
+
+    def emit(events: list[Event]) -> None:
+        raise DeliveryError("the sink failed for good")
+
+    src.open()
+    client[DB][unique_name].insert_many([{"_id": i} for i in range(20)])
+    try:
+        with pytest.raises(DeliveryError, match="failed for good"):
+            src.run(emit, stopping)
+    finally:
+        src.close()
+    assert type(src).read <= 2 * (2 + src.read_ahead)  # it stopped soon, not at the end
+
+
 def test_changes_of_a_chunk_share_one_position_and_a_skip_closes_the_run() -> None:
     """Deliverable changes read together share one tracker position (the last one's token);
     a skipped change closes the run first, so the checkpoint never passes an unacknowledged

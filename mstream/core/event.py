@@ -221,6 +221,21 @@ class LazyEvent(Event):
         """Whether ``metadata`` was built (read or set) already."""
         return _METADATA.__get__(self) is not None
 
+    def key_and_headers(self) -> tuple[Any, Any]:
+        """``metadata["key"]`` and ``metadata["headers"]`` (what a sink writes as the
+        message's key and headers), without building ``metadata`` when the class knows
+        them (:meth:`_own_key_and_headers`)."""
+        if _METADATA.__get__(self) is None:
+            own = self._own_key_and_headers()
+            if own is not None:
+                return own
+        metadata = self.metadata
+        return metadata.get("key"), metadata.get("headers")
+
+    def _own_key_and_headers(self) -> tuple[Any, Any] | None:
+        """The key and headers the unbuilt ``metadata`` would hold; None: build it to know."""
+        return None
+
 
 _ATTRIBUTES: Any = vars(Event)["attributes"]  # the slots' own descriptors, for LazyEvent
 _METADATA: Any = vars(Event)["metadata"]

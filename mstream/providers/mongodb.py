@@ -97,6 +97,7 @@ from mstream.encodings import StepSchema, parse_schema
 from mstream.encodings.bsoncodec import DECODE_OPTIONS, decode_bson, encode_bson
 from mstream.errors import ConfigError, DeliveryError, EventError, RejectedError
 from mstream.providers.base import Emit, ProviderSpec, Source, StepContext, SyncSink
+from mstream.providers.emitter import Emitter
 
 WRITE_MODES = ("insert", "replace")
 SECRET_FIELDS: frozenset[str] = frozenset()
@@ -301,6 +302,8 @@ class ChangeEvent(LazyEvent):
     Example:
         >>> e = ChangeEvent(bson.encode({"n": 1}), bson.encode({"_data": "82"}), "insert",
         ...     "app", "users", RawBSONDocument(bson.encode({"_id": 1})), None, None, False)
+        >>> e.key_and_headers(), e.metadata_built  # what a Kafka sink asks: nothing decoded
+        ((None, None), False)
         >>> e.attributes
         {'operation_type': 'insert', 'database': 'app', 'collection': 'users'}
         >>> e.metadata["resume_token"], e.metadata["document_key"]
@@ -363,9 +366,19 @@ class ChangeEvent(LazyEvent):
             "collection": self.collection,
         }
 
+    def _own_key_and_headers(self) -> tuple[Any, Any]:
+        return None, None  # a change's metadata has neither
+
+
+READ_AHEAD_WAIT = 0.05
+"""Seconds between checks for a failed pipeline or a stop while the read-ahead is full."""
+
 
 class ChangeStreamSource(Source):
     """Reads a collection's change stream in chunks, from the checkpointed resume token."""
+
+    read_ahead = 2
+    """Chunks read and not yet emitted at most (one being emitted, one waiting)."""
 
     def __init__(self, service: ServiceConfig, step: StepConfig, ctx: StepContext) -> None:
         opts = service.options
@@ -457,7 +470,45 @@ class ChangeStreamSource(Source):
             self.tracker.ack(self.tracker.add((raw, False)))
 
     def run(self, emit: Emit, stopping: threading.Event) -> None:
-        """Emit changes in chunks (up to ``chunk_size``, or what arrives within one wait)."""
+        """Emit changes in chunks (up to ``chunk_size``, or what arrives within one wait).
+
+        The chunks are emitted on an :class:`~mstream.providers.emitter.Emitter` thread,
+        at most :attr:`read_ahead` of them waiting: while the pipeline converts and
+        writes one chunk, the next ``getMore`` is already on its way (the change stream
+        stays on this thread). Every chunk read is emitted, in order, before ``run``
+        returns or raises; a chunk waiting for room when ``stopping`` is set is not
+        (never acknowledged, it is read again from the checkpoint).
+
+        Raises:
+            DeliveryError: the stream failed, or ``emit`` did (the pipeline failed).
+        """
+        room = threading.BoundedSemaphore(self.read_ahead)
+
+        def emit_one(chunk: list[Event]) -> None:
+            try:
+                emit(chunk)
+            finally:
+                room.release()
+
+        emitter = Emitter(emit_one, f"mstream-mongodb-emit-{self.collection}")
+
+        def hand_over(chunk: list[Event]) -> None:
+            while not room.acquire(timeout=READ_AHEAD_WAIT):
+                emitter.check()  # the pipeline failed: stop reading
+                if stopping.is_set():
+                    return
+            emitter.check()
+            emitter.put(chunk)
+
+        emitter.start()
+        try:
+            self._read(hand_over, stopping)
+        finally:
+            emitter.finish()
+            emitter.join()
+        emitter.check()
+
+    def _read(self, hand_over: Callable[[list[Event]], None], stopping: threading.Event) -> None:
         budget = self.max_await_ms / 1000.0
         while not stopping.is_set():
             stream = self._stream
@@ -478,18 +529,18 @@ class ChangeStreamSource(Source):
             except OperationFailure as exc:
                 self._close_run()
                 if chunk:
-                    emit(chunk)
+                    hand_over(chunk)
                 raise self._stream_error(exc, "change stream failed") from None
             except PyMongoError as exc:
                 self._close_run()
                 if chunk:
-                    emit(chunk)
+                    hand_over(chunk)
                 raise _transport(
                     f"mongodb source {self.namespace}: change stream failed", exc
                 ) from None
             self._close_run()
             if chunk:
-                emit(chunk)
+                hand_over(chunk)
             if idle:
                 self._note_idle()
             if not stream.alive and not stopping.is_set():

@@ -104,13 +104,8 @@ class KafkaEvent(LazyEvent):
     def _build_attributes(self) -> dict[str, str]:
         return header_attributes(self.headers) if self.headers else {}
 
-    def key_and_headers(self) -> tuple[Any, Any]:
-        """The key and headers (a list) to write: from ``metadata`` once it was built, else
-        the record's."""
-        if not self.metadata_built:
-            return self.key, list(self.headers)
-        metadata = self.metadata
-        return metadata.get("key"), metadata.get("headers")
+    def _own_key_and_headers(self) -> tuple[Any, Any]:
+        return self.key, list(self.headers)
 
 
 OutMessage = tuple[bytes, bytes | None, Any]

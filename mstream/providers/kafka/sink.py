@@ -15,11 +15,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from mstream.config.model import ServiceConfig, StepConfig
-from mstream.core import Batch
+from mstream.core import Batch, LazyEvent
 from mstream.encodings import AvroSchema, encode_batch
 from mstream.errors import ConfigError, DeliveryError
 from mstream.providers.base import Done, Sink, StepContext
-from mstream.providers.kafka.records import KafkaEvent, KafkaRecords, OutMessage
+from mstream.providers.kafka.records import KafkaRecords, OutMessage
 
 
 class Pending:
@@ -149,7 +149,7 @@ class KafkaSinkBase(Sink):
         out: list[OutMessage] = []
         append = out.append
         for e in events:
-            if type(e) is KafkaEvent:  # read from Kafka: no metadata dictionary needed
+            if isinstance(e, LazyEvent):  # from a source: no metadata dictionary needed
                 key, headers = e.key_and_headers()
             else:
                 metadata = e.metadata

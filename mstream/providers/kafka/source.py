@@ -19,7 +19,7 @@ the pause state) lives on its *poll thread*, the connector thread that calls
   that part in the partition's :class:`~mstream.core.PositionTracker` (under the
   tracker's own lock) and counts the chunk done
   (:class:`~mstream.providers.kafka.flow.InFlight`); it touches nothing else.
-* ``emit`` runs on an :class:`~mstream.providers.kafka.flow.Emitter` thread.
+* ``emit`` runs on an :class:`~mstream.providers.emitter.Emitter` thread.
 
 Backpressure by pausing partitions (as in Quix Streams). ``emit`` runs the pipeline on
 the calling thread and blocks while the pipeline is busy: a synchronous sink's write, or
@@ -59,7 +59,8 @@ from mstream.config.model import ServiceConfig, StepConfig
 from mstream.core import Ack, Batch, PositionTracker, SharedAck
 from mstream.errors import ConfigError, DeliveryError
 from mstream.providers.base import Emit, Source, StepContext
-from mstream.providers.kafka.flow import Emitter, InFlight
+from mstream.providers.emitter import Emitter
+from mstream.providers.kafka.flow import InFlight
 from mstream.providers.kafka.records import KafkaRecords
 
 TP = tuple[str, int]
