@@ -209,6 +209,18 @@ def failures_of(
     return [f"online: {c.subject}: {c.what}: {c.reason}" for c in check_online(config) if not c.ok]
 
 
+def _schema_probe(
+    loader: Callable[[ServiceConfig, str], object], service: ServiceConfig, resource: str
+) -> Callable[[], str | None]:
+    """A probe that loads ``resource`` from ``service`` (a failure raises: the reason)."""
+
+    def probe() -> str | None:
+        loader(service, resource)
+        return None
+
+    return probe
+
+
 def check_online(config: Config) -> list[Check]:
     """Every online check of ``config``, services first, then each connector's steps and
     schema references."""
@@ -225,17 +237,15 @@ def check_online(config: Config) -> list[Check]:
         for i, step in enumerate(connector.sinks):
             checks += _step_checks(step, "sink", f"{where} sinks[{i}]", services, cache)
         for i, ref in enumerate(connector.schemas):
-            service = services.get(ref.service_name)
-            loader = get_provider(service.provider).schema_loader if service else None
-            if service is None or loader is None:
+            ref_service = services.get(ref.service_name)
+            loader = get_provider(ref_service.provider).schema_loader if ref_service else None
+            if ref_service is None or loader is None:
                 continue
             checks.append(
                 _attempt(
                     f"{where} schemas[{i}]",
                     f"schema {ref.resource!r} loads from {ref.service_name}",
-                    lambda service=service, loader=loader, ref=ref: (
-                        loader(service, ref.resource) and None
-                    ),
+                    _schema_probe(loader, ref_service, ref.resource),
                 )
             )
     return checks

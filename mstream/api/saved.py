@@ -84,7 +84,7 @@ class _Saved(ApiHandler):
         document = await self.blocking(self.documents.get, self.kind, doc_id)
         if document is None:
             raise ApiError(404, f"{self.kind[:-1].replace('-', ' ')} {doc_id!r} not found")
-        return document  # type: ignore[no-any-return]
+        return document
 
 
 class _Collection(_Saved):

@@ -41,15 +41,15 @@ class BlockingJobs:
 
     def create(self, definition: ConnectorConfig, **kwargs: Any) -> Connector:
         """See :meth:`JobManager.create`."""
-        return self.call(self.manager.create, definition, **kwargs)  # type: ignore[no-any-return]
+        return self.call(self.manager.create, definition, **kwargs)
 
     def stop(self, name: str, **kwargs: Any) -> Connector:
         """See :meth:`JobManager.stop`."""
-        return self.call(self.manager.stop, name, **kwargs)  # type: ignore[no-any-return]
+        return self.call(self.manager.stop, name, **kwargs)
 
     def restart(self, name: str, **kwargs: Any) -> Connector:
         """See :meth:`JobManager.restart`."""
-        return self.call(self.manager.restart, name, **kwargs)  # type: ignore[no-any-return]
+        return self.call(self.manager.restart, name, **kwargs)
 
     def delete(self, name: str, **kwargs: Any) -> None:
         """See :meth:`JobManager.delete`."""
@@ -57,15 +57,15 @@ class BlockingJobs:
 
     def stop_all(self, **kwargs: Any) -> list[str]:
         """See :meth:`JobManager.stop_all`."""
-        return self.call(self.manager.stop_all, **kwargs)  # type: ignore[no-any-return]
+        return self.call(self.manager.stop_all, **kwargs)
 
     def get(self, name: str) -> Connector:
         """See :meth:`JobManager.get`."""
-        return self.call(self.manager.get, name)  # type: ignore[no-any-return]
+        return self.call(self.manager.get, name)
 
     def list_jobs(self) -> list[dict[str, Any]]:
         """See :meth:`JobManager.list_jobs`."""
-        return self.call(self.manager.list_jobs)  # type: ignore[no-any-return]
+        return self.call(self.manager.list_jobs)
 
     def wait_all(self, timeout: float | None = None) -> bool:
         """Wait (on this thread) until every job has finished."""

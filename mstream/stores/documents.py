@@ -144,17 +144,17 @@ class RoutedDocumentStore(DocumentStore):
     def put(self, kind: str, document: Mapping[str, Any]) -> dict[str, Any]:
         """Save in the kind's store."""
         route = self.routes.get(kind)
-        return route.put(document) if route is not None else self.default.put(kind, document)  # type: ignore[no-any-return]
+        return route.put(document) if route is not None else self.default.put(kind, document)
 
     def get(self, kind: str, doc_id: str) -> dict[str, Any] | None:
         """By id."""
         route = self.routes.get(kind)
-        return route.get(doc_id) if route is not None else self.default.get(kind, doc_id)  # type: ignore[no-any-return]
+        return route.get(doc_id) if route is not None else self.default.get(kind, doc_id)
 
     def all(self, kind: str) -> list[dict[str, Any]]:
         """Oldest first."""
         route = self.routes.get(kind)
-        return route.all() if route is not None else self.default.all(kind)  # type: ignore[no-any-return]
+        return route.all() if route is not None else self.default.all(kind)
 
     def delete(self, kind: str, doc_id: str) -> bool:
         """By id."""

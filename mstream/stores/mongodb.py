@@ -511,6 +511,8 @@ class MongoDeadLetterStore(_MongoStore, DeadLetterStore):
                 return_document=ReturnDocument.AFTER,
             ),
         )
+        if counter is None:  # an upsert returning the document after: never None
+            raise StoreError(f"{self._where()}: numbering a dead letter returned no counter")
         new_id = int(counter["n"])
         document = {
             "job": job,
