@@ -71,7 +71,7 @@ def seed(uri: str, collection: str, events: int) -> str:
 def run_engine(uri: str, bootstrap: str, collection: str, token: str, case: str, n: int) -> float:
     """Read the backlog through a Connector; seconds until every change is acknowledged."""
     from mstream.config import parse_config
-    from mstream.providers.mongodb import token_to_position
+    from mstream.providers.mongodb.positions import token_to_position
     from mstream.runtime import Connector
     from mstream.stores.memory import MemoryCheckpointStore
 

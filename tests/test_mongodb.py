@@ -732,7 +732,7 @@ def test_bson_payload_round_trip_through_the_sink(
 
 def _counting_source(uri: str, collection: str, stopping: threading.Event) -> Any:
     """A change stream source (chunks of 2) that counts the changes it has read."""
-    from mstream.providers.mongodb import ChangeStreamSource
+    from mstream.providers.mongodb.source import ChangeStreamSource
 
     class Counting(ChangeStreamSource):
         read = 0
@@ -801,7 +801,7 @@ def test_changes_of_a_chunk_share_one_position_and_a_skip_closes_the_run() -> No
     """Deliverable changes read together share one tracker position (the last one's token);
     a skipped change closes the run first, so the checkpoint never passes an unacknowledged
     change."""
-    from mstream.providers.mongodb import ChangeStreamSource
+    from mstream.providers.mongodb.source import ChangeStreamSource
 
     svc = parse_config({"services": [mongo_service("mongodb://127.0.0.1:1")]}).services[0]
     ctx = StepContext("t", "source", checkpointing=True)

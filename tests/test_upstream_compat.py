@@ -38,7 +38,7 @@ from mstream.encodings import AvroSchema, JsonSchema, decode
 from mstream.errors import ConfigError
 from mstream.library import run_config
 from mstream.providers import get_provider
-from mstream.providers.mongodb import install_schema_collection
+from mstream.providers.mongodb.schema_registry import install_schema_collection
 from mstream.runtime.manager import JobManager
 from mstream.stores import Stores
 from tests.waiting import wait_for

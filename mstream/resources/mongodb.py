@@ -11,7 +11,7 @@ from mstream.errors import ConfigError, DeliveryError
 
 
 def _database(service: ServiceConfig) -> Any:
-    from mstream.providers.mongodb import _client
+    from mstream.providers.mongodb.config import _client
 
     return _client(service, None), service.options["db_name"]
 

@@ -74,7 +74,7 @@ from mstream.config.model import Config, ConnectorConfig, ServiceConfig
 from mstream.config.schema import parse_connector, parse_service
 from mstream.errors import ConfigError, ConflictError, MstreamError, NotFoundError
 from mstream.online_check import failures_of
-from mstream.providers.mongodb import install_schema_collection
+from mstream.providers.mongodb.schema_registry import install_schema_collection
 from mstream.registry import ServiceRegistry
 from mstream.runtime.admission import check_files, check_service
 from mstream.runtime.broken import BrokenJob
