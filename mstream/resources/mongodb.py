@@ -11,9 +11,9 @@ from mstream.errors import ConfigError, DeliveryError
 
 
 def _database(service: ServiceConfig) -> Any:
-    from mstream.providers.mongodb.config import _client
+    from mstream.providers.mongodb.config import mongo_client
 
-    return _client(service, None), service.options["db_name"]
+    return mongo_client(service, None), service.options["db_name"]
 
 
 def list_resources(service: ServiceConfig) -> list[dict[str, Any]]:

@@ -41,10 +41,10 @@ def _check(document: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _collection(service: ServiceConfig) -> tuple[Any, Any]:
-    from mstream.providers.mongodb.config import _client
+    from mstream.providers.mongodb.config import mongo_client
     from mstream.providers.mongodb.schema_registry import schema_collection
 
-    client = _client(service, None)
+    client = mongo_client(service, None)
     return client, client[service.options["db_name"]][schema_collection()]
 
 

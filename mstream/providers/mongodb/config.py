@@ -99,10 +99,10 @@ def check_connection_string(value: str) -> None:
     try:
         parse_uri(value)
     except (InvalidURI, ConfigurationError, ValueError) as exc:
-        raise ValidationError(f"invalid MongoDB URI: {_masked(exc)}") from None
+        raise ValidationError(f"invalid MongoDB URI: {masked_error(exc)}") from None
 
 
-def _masked(exc: BaseException | str) -> str:
+def masked_error(exc: BaseException | str) -> str:
     """An error message with URL credentials masked."""
     from mstream.registry import mask_text
 
@@ -128,7 +128,7 @@ def check_collection(resource: str, role: str) -> str:
     return name
 
 
-def _client(service: ServiceConfig, ctx: StepContext | None) -> MongoClient[Any]:
+def mongo_client(service: ServiceConfig, ctx: StepContext | None) -> MongoClient[Any]:
     """A client for ``service`` (connects lazily).
 
     Raises:
@@ -147,9 +147,10 @@ def _client(service: ServiceConfig, ctx: StepContext | None) -> MongoClient[Any]
         return MongoClient(uri, appname=appname, connect=False, **extra)
     except (ConfigurationError, InvalidURI, ValueError, TypeError) as exc:
         raise ConfigError(
-            f"service {service.name!r}: invalid MongoDB connection: {_masked(exc)}"
+            f"service {service.name!r}: invalid MongoDB connection: {masked_error(exc)}"
         ) from None
 
 
-def _transport(what: str, exc: BaseException) -> DeliveryError:
-    return DeliveryError(f"{what}: {type(exc).__name__}: {_masked(exc)}")
+def transport_error(what: str, exc: BaseException) -> DeliveryError:
+    """A DeliveryError for a client failure of ``what`` (credentials masked): retried."""
+    return DeliveryError(f"{what}: {type(exc).__name__}: {masked_error(exc)}")

@@ -10,7 +10,7 @@ from mstream.config.model import ServiceConfig
 from mstream.encodings import StepSchema, parse_schema
 from mstream.encodings.bsoncodec import DECODE_OPTIONS
 from mstream.errors import ConfigError
-from mstream.providers.mongodb.config import _client, _transport, check_collection
+from mstream.providers.mongodb.config import check_collection, mongo_client, transport_error
 
 DEFAULT_SCHEMA_COLLECTION = "schemas"
 """Where schema documents in the original's form are looked up without ``[system.schemas]``."""
@@ -69,14 +69,14 @@ def load_schema(service: ServiceConfig, resource: str) -> StepSchema:
         query = [{"$or": [{"id": resource}, {"name": resource}]}]
         fields_used = ("encoding", "definition", "definition")
     check_collection(collection, "schema registry")
-    client = _client(service, None)
+    client = mongo_client(service, None)
     try:
         coll = client[service.options["db_name"]].get_collection(
             collection, codec_options=DECODE_OPTIONS
         )
         doc = next((found for q in query if (found := coll.find_one(q)) is not None), None)
     except PyMongoError as exc:
-        raise _transport(where, exc) from None
+        raise transport_error(where, exc) from None
     finally:
         client.close()
     if doc is None:

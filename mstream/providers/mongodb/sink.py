@@ -25,10 +25,10 @@ from mstream.errors import DeliveryError, EventError, RejectedError
 from mstream.providers.base import StepContext, SyncSink
 from mstream.providers.mongodb.config import (
     RAW_OPTIONS,
-    _client,
-    _masked,
-    _transport,
     check_collection,
+    masked_error,
+    mongo_client,
+    transport_error,
 )
 
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
@@ -93,7 +93,7 @@ class MongoSink(SyncSink):
 
     def open(self) -> None:
         """Create the client (it connects on the first write)."""
-        self._client = _client(self.service, self.ctx)
+        self._client = mongo_client(self.service, self.ctx)
         self._coll = self._client[self.db_name].get_collection(self.collection)
 
     def _document(self, event: Event) -> RawBSONDocument:
@@ -171,7 +171,9 @@ class MongoSink(SyncSink):
             try:
                 return attempt()
             except (ConnectionFailure, ExecutionTimeout, WTimeoutError) as exc:
-                problem = f"mongodb sink {self.namespace}: {type(exc).__name__}: {_masked(exc)}"
+                problem = (
+                    f"mongodb sink {self.namespace}: {type(exc).__name__}: {masked_error(exc)}"
+                )
             except DeliveryError as exc:
                 problem = str(exc)
             if tries >= self.max_retries:
@@ -191,7 +193,7 @@ class MongoSink(SyncSink):
         if concern:
             raise DeliveryError(
                 f"mongodb sink {self.namespace}: write concern error: "
-                f"{_masked(concern[0].get('errmsg', concern[0]))}"
+                f"{masked_error(concern[0].get('errmsg', concern[0]))}"
             )
         errors: list[dict[str, Any]] = details.get("writeErrors") or []
         return errors
@@ -202,14 +204,14 @@ class MongoSink(SyncSink):
         except BulkWriteError as exc:
             errors = self._write_errors(exc)
         except OperationFailure as exc:
-            raise _transport(f"mongodb sink {self.namespace}: insert failed", exc) from None
+            raise transport_error(f"mongodb sink {self.namespace}: insert failed", exc) from None
         else:
             return []
         rejected: list[tuple[Event, str]] = []
         duplicates: list[tuple[Event, RawBSONDocument, str]] = []
         for error in errors:
             event, document = docs[error["index"]]
-            message = _masked(error.get("errmsg", "write error"))
+            message = masked_error(error.get("errmsg", "write error"))
             if error.get("code") in DUPLICATE_KEY_CODES:
                 duplicates.append((event, document, message))
             else:
@@ -231,7 +233,7 @@ class MongoSink(SyncSink):
             for doc in found:
                 stored[_id_key(doc["_id"])] = doc
         except OperationFailure as exc:
-            raise _transport(
+            raise transport_error(
                 f"mongodb sink {self.namespace}: duplicate check failed", exc
             ) from None
         rejected: list[tuple[Event, str]] = []
@@ -266,12 +268,12 @@ class MongoSink(SyncSink):
         except BulkWriteError as exc:
             errors = self._write_errors(exc)
         except OperationFailure as exc:
-            raise _transport(f"mongodb sink {self.namespace}: replace failed", exc) from None
+            raise transport_error(f"mongodb sink {self.namespace}: replace failed", exc) from None
         else:
             return rejected
         for error in errors:
             key = op_keys[error["index"]]
-            message = _masked(error.get("errmsg", "write error"))
+            message = masked_error(error.get("errmsg", "write error"))
             reason = f"replace refused (code {error.get('code')}): {message}"
             rejected.extend((event, reason) for event, _ in groups[key])
         return rejected

@@ -22,10 +22,10 @@ from mstream.providers.base import Emit, Source, StepContext
 from mstream.providers.emitter import Emitter
 from mstream.providers.mongodb.config import (
     RAW_OPTIONS,
-    _client,
-    _masked,
-    _transport,
     check_collection,
+    masked_error,
+    mongo_client,
+    transport_error,
 )
 from mstream.providers.mongodb.positions import position_to_token, token_to_position
 
@@ -162,7 +162,7 @@ class ChangeStreamSource(Source):
             ConfigError: the server cannot run change streams (a standalone ``mongod``).
             DeliveryError: the server is unreachable or refused the stream.
         """
-        self._client = _client(self.service, self.ctx)
+        self._client = mongo_client(self.service, self.ctx)
         self._open_stream()
 
     def _open_stream(self) -> None:
@@ -180,7 +180,7 @@ class ChangeStreamSource(Source):
         except OperationFailure as exc:
             raise self._stream_error(exc, "cannot open the change stream") from None
         except PyMongoError as exc:
-            raise _transport(
+            raise transport_error(
                 f"mongodb source {self.namespace}: cannot open the change stream", exc
             ) from None
         where = (
@@ -193,14 +193,14 @@ class ChangeStreamSource(Source):
         prefix = f"mongodb source {self.namespace}: {what}"
         if exc.code in NOT_REPLICA_SET_CODES:
             return ConfigError(
-                f"{prefix}: change streams need a replica set or a sharded cluster ({_masked(exc)})"
+                f"{prefix}: change streams need a replica set or a sharded cluster ({masked_error(exc)})"
             )
         if exc.code in HISTORY_LOST_CODES:
             return DeliveryError(
                 f"{prefix}: the saved resume token is no longer in the oplog; delete the "
-                f"connector's checkpoints to start at the current time ({_masked(exc)})"
+                f"connector's checkpoints to start at the current time ({masked_error(exc)})"
             )
-        return _transport(prefix, exc)
+        return transport_error(prefix, exc)
 
     def _note_idle(self) -> None:
         """Record the stream's post-batch resume token as a checkpoint position (idle stream)."""
@@ -280,7 +280,7 @@ class ChangeStreamSource(Source):
                 self._close_run()
                 if chunk:
                     hand_over(chunk)
-                raise _transport(
+                raise transport_error(
                     f"mongodb source {self.namespace}: change stream failed", exc
                 ) from None
             self._close_run()
