@@ -367,6 +367,7 @@ class _FakeSource(KafkaSourceBase):
     what successive polls return: ``(partition, last_offset, count)`` per chunk part.
     """
 
+    pause_at, resume_at = 8, 4  # the numbers the tests below count with
     pause_after = 0.1  # a full window pauses quickly here (the tests that pause stay short)
 
     def __init__(self, resume: object = None, seek_back: int | None = None) -> None:

@@ -28,11 +28,11 @@ as a slow sink takes to retry. Were it called on the poll thread, a slow sink wo
 the consumer from polling for longer than ``max.poll.interval.ms`` and the group would
 drop it (a rebalance, and every unacknowledged chunk read again). So the poll thread
 never calls ``emit``: it hands each poll's events, one chunk, to the emitter and goes
-on polling. Once :attr:`~KafkaSourceBase.pause_at` chunks (8) are handed over and not
+on polling. Once :attr:`~KafkaSourceBase.pause_at` chunks (12) are handed over and not
 wholly acknowledged, it pauses every assigned partition and keeps calling ``poll``,
 which returns nothing for paused partitions but keeps the member in its group (the
 limit is on the time between polls, not between records); at
-:attr:`~KafkaSourceBase.resume_at` (4) or fewer it resumes them. A partition assigned
+:attr:`~KafkaSourceBase.resume_at` (6) or fewer it resumes them. A partition assigned
 while paused stays paused until then. What is held is bounded: ``pause_at`` chunks plus
 the poll that crossed the line, of ``max.poll.records`` events each.
 
@@ -124,9 +124,10 @@ class KafkaSourceBase(Source):
         pauses_total: how often backpressure paused the partitions.
     """
 
-    pause_at = 8
-    """Chunks handed to the pipeline and not wholly acknowledged that pause the partitions."""
-    resume_at = 4
+    pause_at = 12
+    """Chunks handed to the pipeline and not wholly acknowledged that pause the partitions
+    (the window: with 8, a confluent mirror waited for acknowledgements ~20% of its run)."""
+    resume_at = 6
     """At this many or fewer, paused partitions are resumed."""
     poll_timeout = 0.1
     """Seconds one poll waits for records."""
