@@ -382,7 +382,7 @@ class ChangeStreamSource(Source):
         """
         if ns is None:
             return self.db_name, self.collection
-        raw = ns.raw
+        raw = bytes(ns.raw)  # the same object when it is bytes already
         known = self._namespaces.get(raw)
         if known is None:
             known = (ns.get("db", self.db_name), ns.get("coll", self.collection))
