@@ -102,6 +102,30 @@ def test_checkpoints_are_refused_once_the_lease_is_taken(
         store.close()
 
 
+def test_a_write_that_lands_after_the_takeover_is_withdrawn(
+    connection: MongoConnection, leases: LeaseStore
+) -> None:
+    """The owner is paused between its lease check and its write; the other instance takes
+    the job meanwhile. The late write is withdrawn and the save raises LeaseLost."""
+
+    class PausedMidSave(MongoCheckpointStore):
+        def save(self, job: str, position: Any, totals: Any = None, *, token: Any = None) -> None:
+            if position == {"n": 99}:  # the pause: the lease lapses, b takes the job
+                assert leases.acquire("j", 0, "b", 0, time.time()) is not None
+            super().save(job, position, totals, token=token)
+
+    store = PausedMidSave(connection, "checkpoints")
+    try:
+        old = leases.acquire("j", 0, "a", 0, time.time() - 10)
+        assert old is not None
+        FencedCheckpoints(store, leases, old).save("j", {"n": 1})
+        with pytest.raises(LeaseLost, match=r"held by b \(token 2\)"):
+            FencedCheckpoints(store, leases, old).save("j", {"n": 99})
+        assert [c.position["n"] for c in store.history("j")] == [1]
+    finally:
+        store.close()
+
+
 def test_settings_are_validated() -> None:
     assert parse_config({}).system.cluster == ClusterConfig(10_000, 2000)
     with pytest.raises(ConfigError, match=r"cluster\.heartbeat_interval_ms: must be at most half"):

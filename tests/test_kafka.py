@@ -463,6 +463,8 @@ def test_stop_mid_stream_then_resume(
         wait_for(
             lambda: len(file_numbers(tmp_path / "first.jsonl")) >= 2000, 60, "the first 2000 lines"
         )
+        # a fast run writes 2000 lines within one checkpoint interval: stop after a save
+        wait_for(lambda: store.latest("resume") is not None, 30, "a checkpoint of the first run")
         assert first.stop(drain=False)
         assert not producer.finished, "the stream ended before the stop"
     total = producer.stop()

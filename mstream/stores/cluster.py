@@ -27,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -281,7 +282,13 @@ class FencedCheckpoints(CheckpointStore):
     Each save first checks that the slot still carries this holding's token, then writes
     the checkpoint with the token; an instance that was paused or cut off past its lease
     (another has taken the job, with a higher token) gets :class:`LeaseLost` instead of
-    overwriting the new owner's position. Reads go straight to the store.
+    overwriting the new owner's position. The check is made again after the write: an
+    instance paused between the first check and its write (the write lands after the
+    takeover) withdraws that checkpoint and gets :class:`LeaseLost`. A write that passes
+    the second check was made under a current lease (a token, once superseded, never comes
+    back). Reads go straight to the store; :meth:`latest` prefers the highest token, so
+    even a write whose withdrawal never came (the process died in between) is not resumed
+    from once the new owner has saved.
 
     Args:
         store: the MongoDB checkpoint store.
@@ -302,13 +309,20 @@ class FencedCheckpoints(CheckpointStore):
             StoreError: MongoDB failed.
         """
         if not self.leases.holds(self.lease):
-            current = self.leases.current(self.lease.id)
-            holder = f"{current.owner} (token {current.token})" if current else "nobody"
-            raise LeaseLost(
-                f"checkpoint refused: job {job!r} is held by {holder} now; this instance "
-                f"({self.lease.owner}, token {self.lease.token}) lost its lease"
-            )
+            raise self._lost(job)
+        began = time.time()
         self.store.save(job, position, totals, token=self.lease.token)
+        if not self.leases.holds(self.lease):  # lost while writing (paused, cut off)
+            self.store.withdraw(job, self.lease.token, since=began)
+            raise self._lost(job)
+
+    def _lost(self, job: str) -> LeaseLost:
+        current = self.leases.current(self.lease.id)
+        holder = f"{current.owner} (token {current.token})" if current else "nobody"
+        return LeaseLost(
+            f"checkpoint refused: job {job!r} is held by {holder} now; this instance "
+            f"({self.lease.owner}, token {self.lease.token}) lost its lease"
+        )
 
     def latest(self, job: str) -> Checkpoint | None:
         """The checkpoint to resume from."""

@@ -344,6 +344,16 @@ class MongoCheckpointStore(_MongoStore, CheckpointStore):
         """Forget every checkpoint of ``job``."""
         self._call("deleting checkpoints", lambda: self.collection.delete_many({"job": job}))
 
+    def withdraw(self, job: str, token: int, since: float) -> None:
+        """Remove the checkpoints of ``job`` saved under ``token`` at or after ``since``
+        (Unix seconds): a fenced writer's own, written after it lost its lease."""
+        self._call(
+            "withdrawing checkpoints",
+            lambda: self.collection.delete_many(
+                {"job": job, "token": token, "created_at": {"$gte": since}}
+            ),
+        )
+
 
 class MongoJobStore(_MongoStore, JobStore):
     """Job records (JSON text) by name in a collection (``_id`` is the job name).
