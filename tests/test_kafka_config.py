@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import threading
+import time
 from collections.abc import Mapping
 
 import pytest
@@ -656,6 +657,22 @@ def test_a_full_window_that_drains_within_pause_after_is_not_paused() -> None:
         acked.join()
     assert src._in_flight.count == 7
     assert src.paused_flags == set() and src.pauses_total == 0
+
+
+def test_a_stop_ends_the_wait_for_a_full_window() -> None:
+    src = _FakeSource()
+    src.pause_after = 60.0
+    src.assign(0)
+    _chunks(src, 8)
+    stop = threading.Timer(0.2, src.stopping.set)
+    stop.start()
+    began = time.monotonic()
+    try:
+        src._throttle()
+    finally:
+        stop.join()
+    assert time.monotonic() - began < 10  # the stop, not the 60 s, ended it
+    assert src.paused_flags == {("t", 0)}  # nothing more is read
 
 
 def test_a_pause_the_client_refused_is_tried_again() -> None:

@@ -394,7 +394,7 @@ class KafkaSourceBase(Source):
         if not self._reading:
             throttled = True
         elif not throttled and in_flight >= self.pause_at:
-            throttled = not self._in_flight.wait_for_at_most(self.pause_at - 1, self.pause_after)
+            throttled = not self._drains_within(self.pause_after)
         elif throttled and in_flight <= self.resume_at:
             throttled = False
         if throttled != self._throttled:
@@ -410,6 +410,18 @@ class KafkaSourceBase(Source):
             )
         if self._pauses_stale:
             self._pauses_stale = not self._set_pauses()
+
+    def _drains_within(self, seconds: float) -> bool:
+        """Whether the window gets room within ``seconds`` (a stop ends the wait: False)."""
+        deadline = time.monotonic() + seconds
+        while not self.stopping.is_set():
+            remaining = deadline - time.monotonic()
+            step = min(remaining, self.poll_timeout)
+            if self._in_flight.wait_for_at_most(self.pause_at - 1, step):
+                return True
+            if remaining <= self.poll_timeout:
+                return False
+        return False
 
     def _set_pauses(self) -> bool:
         """Make the client's pause flags match :attr:`_throttled`; False: try again.
