@@ -30,9 +30,9 @@ class Emitter:
     """Calls ``emit`` with each chunk on a thread of its own, in the order handed over.
 
     A chunk still queued when :meth:`close` is called is not emitted: its events were
-    never acknowledged, so its offsets are never committed and it is read again by the
-    next consumer of the partition. The first exception ``emit`` raises stops the thread
-    and is raised again on the poll thread by :meth:`check`.
+    never acknowledged, so the source's position never passes them and they are read
+    again (:meth:`finish` emits the queued chunks first). The first exception ``emit``
+    raises stops the thread and is raised again on the reading thread by :meth:`check`.
 
     Args:
         emit: the pipeline's ``emit`` (:data:`~mstream.providers.base.Emit`).
@@ -98,6 +98,6 @@ class Emitter:
                 return
             try:
                 self._emit(chunk)
-            except BaseException as exc:  # raised again on the poll thread
+            except BaseException as exc:  # raised again on the reading thread
                 self.error = exc
                 return
