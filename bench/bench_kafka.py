@@ -7,11 +7,11 @@ commits after acknowledgement) and once as a plain client loop doing the same co
 (poll, send, flush and commit at the end: the ceiling). Both clocks run from the first
 event read to the last one acknowledged (group join excluded). Each run happens in a fresh
 subprocess so its peak RSS is its own, after the start-up the ``mstream`` command makes
-(:func:`start_up`: imports, then the start-up heap frozen). Without ``--bootstrap`` a
-broker is started with the test-suite launcher (``tests/servers``) and stopped at the
-end. The "mirror" cases run the
-passthrough with ``verify_payloads = false`` (payloads forwarded without the JSON check at
-the source), which is what the plain loop does.
+(:func:`start_up`: imports, the start-up heap frozen, the young generation widened).
+Without ``--bootstrap`` a broker is started with the test-suite launcher
+(``tests/servers``) and stopped at the end. The "mirror" cases run the passthrough with
+``verify_payloads = false`` (payloads forwarded without the JSON check at the source),
+which is what the plain loop does.
 
     python bench/bench_kafka.py [--events 200000] [--bootstrap 127.0.0.1:9092]
 """
@@ -281,15 +281,17 @@ def peak_mb() -> float:
 
 def start_up(engine: bool) -> None:
     """What the ``mstream`` command does once start-up is done, in every run (engine and
-    plain alike): import what the run needs, then freeze the start-up heap."""
+    plain alike): import what the run needs, freeze the start-up heap and widen the young
+    generation (:mod:`mstream.core.heap`)."""
     import confluent_kafka  # noqa: F401
     import kafka  # noqa: F401
 
     if engine:
         import mstream.runtime  # noqa: F401
-    from mstream.core.heap import freeze_startup_heap
+    from mstream.core.heap import freeze_startup_heap, widen_young_generation
 
     freeze_startup_heap()
+    widen_young_generation()
 
 
 def child(mode: str, case: str, bootstrap: str, topic: str, events: int) -> None:

@@ -158,9 +158,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             safe_mode=True if args.safe_mode else None,
         )
         ensure_token(options)
-        from mstream.core.heap import freeze_startup_heap
+        from mstream.core.heap import freeze_startup_heap, widen_young_generation
 
         freeze_startup_heap()  # full collections then skip the start-up heap
+        widen_young_generation()  # and in-flight chunks are not rescanned every 700 objects
         return asyncio.run(run_service(config, options))
     except MstreamError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -8,7 +8,7 @@ from reactivex import Observable
 
 from mstream.core import Batch, Event, Records
 from mstream.encodings import AvroSchema, JsonSchema, StepSchema, decode, encode
-from mstream.encodings.extjson import all_plain_valid
+from mstream.encodings.extjson import all_plain_valid, loads_each
 from mstream.errors import ConfigError, EventError, SchemaValidationError
 from mstream.providers.base import Reject
 
@@ -151,7 +151,14 @@ def _recoded(records: Records, encoding: str, schema: StepSchema | None) -> Reco
     avro = schema if isinstance(schema, AvroSchema) else None
     source = records.encoding
     try:
-        payloads = [encode(decode(p, source), encoding, avro) for p in records.payloads]
+        if source == "json":
+            docs = loads_each(records.payloads)
+        else:
+            docs = [decode(p, source) for p in records.payloads]
+        if avro is not None and encoding == "avro":
+            payloads = avro.encode_each(docs)
+        else:
+            payloads = [encode(doc, encoding, avro) for doc in docs]
     except EventError:
         return None
     return records.recoded(payloads, encoding, avro)

@@ -285,3 +285,91 @@ def test_the_chunk_check_refuses_what_only_looks_valid() -> None:
     assert not all_plain_valid([b'"\xed\xa0\x80"'])  # a surrogate in UTF-8
     assert not all_plain_valid([b" 1"])  # whitespace: left to loads
     assert _loads_all([b" 1", b"1e300"])
+
+
+_FIELD_VALUES = st.one_of(
+    st.text(max_size=3),
+    st.integers(min_value=-(2**65), max_value=2**65),
+    st.floats(allow_nan=False),
+    st.booleans(),
+    st.none(),
+    st.binary(max_size=3),
+    object_ids,
+    st.lists(st.one_of(st.text(max_size=2), st.integers(-3, 3), st.floats(-1, 1)), max_size=3),
+)
+_FITTING: dict[str, Any] = {  # values of each type, at and past its bounds
+    "string": st.text(max_size=3),
+    "long": st.integers(-(2**63) - 2, 2**63 + 1),
+    "int": st.integers(-(2**31) - 2, 2**31 + 1),
+    "double": st.floats(allow_nan=False) | st.integers(-3, 3),
+    "boolean": st.booleans(),
+    "bytes": st.binary(max_size=3),
+}
+_WRITE_TYPES: list[Any] = [
+    *_FITTING,
+    ["null", "string"],
+    *({"type": "array", "items": t} for t in ("string", "double", "long")),
+]
+
+
+def _value_for(schema: Any) -> Any:
+    """Mostly a value of the schema's type (so whole records pass), sometimes anything."""
+    if isinstance(schema, dict):
+        fitting = st.lists(_FITTING[schema["items"]] | _FIELD_VALUES, max_size=3)
+    else:
+        fitting = _FITTING[schema] if isinstance(schema, str) else st.none() | st.text(max_size=2)
+    return st.one_of(fitting, fitting, fitting, _FIELD_VALUES)
+
+
+@settings(SETTINGS, max_examples=400)
+@given(st.lists(st.sampled_from(_WRITE_TYPES), max_size=5), st.data())
+def test_the_record_type_check_agrees_with_the_field_walk(
+    types: list[Any], data: st.DataObject
+) -> None:
+    """A record's write plan checks simple fields together by type; what it accepts, what it
+    returns and every error message are those of the field-by-field walk."""
+    from mstream.encodings.avro_plans import (
+        Mismatch,
+        _accepts_null,
+        _coerce_fields,
+        _describe,
+        _record,
+        compile_plans,
+    )
+
+    fields = [
+        (f"f{i}", compile_plans(t)[0], _accepts_null(t, {}), _describe(t))
+        for i, t in enumerate(types)
+    ]
+    doc = {
+        f[0]: data.draw(_value_for(t))
+        for f, t in zip(fields, types, strict=True)
+        if data.draw(st.integers(0, 9))  # sometimes missing
+    }
+
+    def outcome(plan: Any) -> Any:
+        try:
+            return ("ok", plan(doc))
+        except Mismatch as exc:
+            return ("error", str(exc))
+
+    assert outcome(_record("R", fields)) == outcome(lambda d: _coerce_fields(d, fields))
+
+
+@settings(SETTINGS, max_examples=300)
+@given(st.sampled_from(list(_FITTING)), st.data())
+def test_the_array_type_check_agrees_with_the_item_walk(item: str, data: st.DataObject) -> None:
+    """An array of a simple type is checked by its items' types; the outcome is the walk's."""
+    from mstream.encodings.avro_plans import Mismatch, _array, compile_plans
+
+    plan = compile_plans(item)[0]
+    value = data.draw(_value_for({"type": "array", "items": item}))
+
+    def outcome(array_plan: Any) -> Any:
+        try:
+            return ("ok", array_plan(value))
+        except Mismatch as exc:
+            return ("error", str(exc))
+
+    walk = _array(lambda x: plan(x))  # an unknown plan: every item is walked
+    assert outcome(_array(plan)) == outcome(walk)

@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import reprlib
 import uuid
+import weakref
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
@@ -176,6 +177,10 @@ def _integer(lo: int, hi: int, expected: str) -> Plan:
         raise Mismatch(expected, v)
 
     return plan
+
+
+_w_int = _integer(_INT_MIN, _INT_MAX, "int (32-bit)")
+_w_long = _integer(_LONG_MIN, _LONG_MAX, "long")
 
 
 def _w_double(v: Any) -> Any:
@@ -343,8 +348,29 @@ def _enum(symbols: list[str], name: str) -> Plan:
     return plan
 
 
+_PASSES: dict[Plan, type] = {_w_string: str, _w_boolean: bool, _w_double: float, _w_bytes: bytes}
+"""Plans that return any value of one exact type as it is: such a value needs no call."""
+
+_RANGES: dict[Plan, tuple[int, int]] = {
+    _w_int: (_INT_MIN, _INT_MAX),
+    _w_long: (_LONG_MIN, _LONG_MAX),
+}
+"""Integer plans, which return an ``int`` as it is when it is in their range."""
+
+
+_ARRAYS_PASSING: weakref.WeakKeyDictionary[Plan, type] = weakref.WeakKeyDictionary()
+"""Array plans whose items pass as they are when all of one exact type (by item type)."""
+
+
 def _array(item: Plan) -> Plan:
+    passes = _PASSES.get(item)
+    only = {passes}
+
     def plan(v: Any) -> Any:
+        if passes is not None and type(v) is list:  # the common case: one check per list
+            kinds = set(map(type, v))
+            if kinds == only or not kinds:
+                return v
         if type(v) is not list:
             if not isinstance(v, list | tuple):
                 raise Mismatch("array (a list)", v)
@@ -362,6 +388,8 @@ def _array(item: Plan) -> Plan:
                 out[index] = y
         return v if out is None else out
 
+    if passes is not None:
+        _ARRAYS_PASSING[plan] = passes
     return plan
 
 
@@ -387,29 +415,88 @@ def _map(values: Plan) -> Plan:
     return plan
 
 
-def _record(name: str, fields: list[tuple[str, Plan, bool, str]]) -> Plan:
+Field = tuple[str, Plan, bool, str]
+"""A record field's write plan: name, plan, whether it may be missing, what it expects."""
+
+
+def _coerce_fields(v: Any, fields: list[Field]) -> Any:
+    """``v`` (a mapping) with each of ``fields`` checked and coerced; copied if one changed."""
+    out = None
+    for fname, fplan, optional, fexpected in fields:
+        x = v.get(fname, _MISSING)
+        if x is _MISSING:
+            if optional:
+                continue
+            raise Mismatch(fexpected, _MISSING, [fname])
+        try:
+            y = fplan(x)
+        except Mismatch as exc:
+            exc.path.append(fname)
+            raise
+        if y is not x:
+            if out is None:
+                out = dict(v)
+            out[fname] = y
+    return v if out is None else out
+
+
+def _record(name: str, fields: list[Field]) -> Plan:
+    """A record's write plan.
+
+    The fields whose plans pass a value of one exact type through (strings, booleans,
+    doubles, bytes; integers in range; arrays of such items) are checked together first,
+    by the types of their values; only the other fields' plans are called. A value of any other type (or a
+    missing field) takes the field-by-field walk, so what is accepted and every error
+    message stay the walk's.
+
+    Example:
+        >>> plan = _record("R", [("n", _w_long, False, "long"), ("s", _w_string, False, "string")])
+        >>> plan({"n": 1, "s": "x"}), plan({"n": 1.0, "s": "x"})
+        ({'n': 1, 's': 'x'}, {'n': 1, 's': 'x'})
+        >>> plan({"n": 2**63, "s": "x"})
+        Traceback (most recent call last):
+        ...
+        mstream.encodings.avro_plans.TooWide: n: integer 9223372036854775808 does not fit in 64 bits (Avro long)
+    """
     expected = f"record {name} (an object)"
+    names: list[str] = []
+    kinds: list[type] = []
+    ranged: list[tuple[int, int, int]] = []
+    arrays: list[tuple[int, set[type]]] = []
+    rest: list[Field] = []
+    for field in fields:
+        fplan = field[1]
+        if fplan in _RANGES:
+            ranged.append((len(names), *_RANGES[fplan]))
+            kinds.append(int)
+        elif fplan in _PASSES:
+            kinds.append(_PASSES[fplan])
+        elif fplan in _ARRAYS_PASSING:
+            arrays.append((len(names), {_ARRAYS_PASSING[fplan]}))
+            kinds.append(list)
+        else:
+            rest.append(field)
+            continue
+        names.append(field[0])
+    quick_names, quick_kinds = tuple(names), tuple(kinds)
 
     def plan(v: Any) -> Any:
-        if type(v) is not dict and not isinstance(v, Mapping):
+        if quick_names and type(v) is dict:
+            values: tuple[Any, ...] = tuple(map(v.get, quick_names))
+            if tuple(map(type, values)) == quick_kinds:
+                for i, lo, hi in ranged:
+                    if not lo <= values[i] <= hi:
+                        break
+                else:
+                    for i, only in arrays:
+                        items = set(map(type, values[i]))
+                        if items and items != only:
+                            break
+                    else:
+                        return _coerce_fields(v, rest) if rest else v
+        elif type(v) is not dict and not isinstance(v, Mapping):
             raise Mismatch(expected, v)
-        out = None
-        for fname, fplan, optional, fexpected in fields:
-            x = v.get(fname, _MISSING)
-            if x is _MISSING:
-                if optional:
-                    continue
-                raise Mismatch(fexpected, _MISSING, [fname])
-            try:
-                y = fplan(x)
-            except Mismatch as exc:
-                exc.path.append(fname)
-                raise
-            if y is not x:
-                if out is None:
-                    out = dict(v)
-                out[fname] = y
-        return v if out is None else out
+        return _coerce_fields(v, fields)
 
     return plan
 
@@ -627,13 +714,13 @@ class _Compiler:
                 return _timestamp(1000, logical)
             if logical == "time-micros":
                 return _time(0, 86_400_000_000, logical)
-            return _integer(_LONG_MIN, _LONG_MAX, "long")
+            return _w_long
         if kind == "int":
             if logical == "date":
                 return _w_date
             if logical == "time-millis":
                 return _time(0, 86_400_000, logical)
-            return _integer(_INT_MIN, _INT_MAX, "int (32-bit)")
+            return _w_int
         return {
             "null": _w_null,
             "boolean": _w_boolean,

@@ -81,6 +81,20 @@ class Completion:
         if next(self.counter) == self.n:
             self._finish(EventsRejectedError(self.rejected) if self.rejected else None)
 
+    def ok_many(self, count: int) -> None:
+        """``count`` messages acknowledged at once.
+
+        Example:
+            >>> outcomes = []
+            >>> c = Completion(3, outcomes.append, "sink")
+            >>> c.ok_many(2); outcomes
+            []
+            >>> c.ok_many(1); outcomes
+            [None]
+        """
+        if count and self.n in itertools.islice(self.counter, count):
+            self._finish(EventsRejectedError(self.rejected) if self.rejected else None)
+
     def reject(self, event: Event, reason: str) -> None:
         """The message of ``event`` is refused for good: it alone is dead-lettered."""
         with self.lock:

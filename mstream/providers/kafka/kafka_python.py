@@ -325,6 +325,56 @@ def _classifier(what: str) -> Callable[[BaseException], BaseException]:
     return classify
 
 
+def settle_at_tail(
+    futures: list[Any], countdown: Completion, fail: Callable[[int, BaseException], None]
+) -> None:
+    """Settle ``countdown`` from ``futures`` with one callback, on the last of them.
+
+    kafka-python completes a batch's futures in the order they were sent, on its sender
+    thread, and sends all of a broker's ready batches in one request: when the last
+    future of a chunk is done, the others nearly always are too. Its callback reads each
+    future's state: the successes are counted at once, each failure is reported with its
+    index (``fail(i, error)``), and only a future still pending (another broker, a retry)
+    gets callbacks of its own. ``None`` entries (nothing sent) are skipped.
+
+    Example:
+        >>> from kafka.future import Future
+        >>> outcomes, failed = [], []
+        >>> futures = [Future(), None, Future(), Future()]
+        >>> countdown = Completion(4, outcomes.append, "sink")
+        >>> countdown.ok()  # the None: a message settled before sending
+        >>> settle_at_tail(futures, countdown, lambda i, e: failed.append((i, str(e))))
+        >>> _ = futures[0].success("m"); futures[3].success("m") and outcomes
+        []
+        >>> _ = futures[2].success("m"); outcomes, failed
+        ([None], [])
+        >>> futures = [Future(), Future()]
+        >>> countdown = Completion(2, outcomes.append, "sink")
+        >>> settle_at_tail(futures, countdown, lambda i, e: failed.append((i, str(e))))
+        >>> _ = futures[0].failure(OSError("reset")); _ = futures[1].success("m"); failed
+        [(0, 'reset')]
+    """
+    last = next((f for f in reversed(futures) if f is not None), None)
+    if last is None:
+        return
+
+    def settle(_: Any) -> None:
+        settled = 0
+        for i, future in enumerate(futures):
+            if future is None:
+                continue
+            if not future.is_done:  # fires at once if it settled since
+                future.add_callback(countdown.ok)
+                future.add_errback(functools.partial(fail, i))
+            elif future.exception is None:
+                settled += 1
+            else:
+                fail(i, future.exception)
+        countdown.ok_many(settled)
+
+    last.add_both(settle)
+
+
 class KafkaPythonSink(KafkaSinkBase):
     """A Kafka sink on kafka-python's ``KafkaProducer`` (asynchronous sends)."""
 
@@ -361,7 +411,11 @@ class KafkaPythonSink(KafkaSinkBase):
             raise DeliveryError(f"{self.what}: cannot connect: {exc}") from None
 
     def write(self, batch: Batch, done: Done) -> None:
-        """Send every message; ``done(None)`` when all succeeded, else the first error."""
+        """Send every message; ``done(None)`` when all succeeded, else the first error.
+
+        The outcome is read per chunk, not per message: one callback on the last send's
+        future reads every future's state then (see :func:`settle_at_tail`).
+        """
         from kafka.errors import KafkaError, MessageSizeTooLargeError
 
         producer = self._producer
@@ -372,24 +426,29 @@ class KafkaPythonSink(KafkaSinkBase):
             len(messages), self.pending.track(len(messages), done), self.what, self._classify
         )
         send, topic = producer.send, self.topic
-        ok, fail = countdown.ok, countdown.fail
         per_event = self.one_per_event(batch)
+        futures: list[Any] = []  # one per message; None where nothing was sent
+        append = futures.append
 
-        def fail_event(i: int, error: BaseException) -> None:  # events made only now
-            countdown.fail_event(batch.events[i], error)
+        def fail(i: int, error: BaseException) -> None:
+            # one message per event: a broker refusal names the event, not the whole chunk
+            if per_event:
+                countdown.fail_event(batch.events[i], error)
+            else:
+                countdown.fail(error)
 
         for i, (value, key, headers) in enumerate(messages):
             try:
                 try:
-                    future = send(topic, value=value, key=key, headers=headers)
+                    append(send(topic, value=value, key=key, headers=headers))
                 except (AssertionError, TypeError):  # header pairs the client refuses
                     if not headers:
                         raise
-                    headers = normal_headers(headers)
-                    future = send(topic, value=value, key=key, headers=headers)
+                    append(send(topic, value=value, key=key, headers=normal_headers(headers)))
             except MessageSizeTooLargeError as exc:
                 reason = f"{self.what}: message too large: {exc}"
                 if per_event:  # only this event is dead-lettered; the others go on
+                    append(None)
                     countdown.reject(batch.events[i], reason)
                     continue
                 countdown.fail(RejectedError(reason))
@@ -397,14 +456,7 @@ class KafkaPythonSink(KafkaSinkBase):
             except (KafkaError, AssertionError, ValueError, TypeError) as exc:
                 countdown.fail(exc)
                 return
-            # one message per event: a broker refusal names the event, not the whole chunk
-            on_error = functools.partial(fail_event, i) if per_event else fail
-            register = getattr(future, "_add_cb_eb", None)  # one lock instead of two
-            if register is not None:
-                register(ok, on_error)
-            else:
-                future.add_callback(ok)
-                future.add_errback(on_error)
+        settle_at_tail(futures, countdown, fail)
 
     def _flush_within(self, seconds: float) -> bool:
         from kafka.errors import KafkaTimeoutError
