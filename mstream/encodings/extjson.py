@@ -427,7 +427,7 @@ def all_plain_valid(payloads: list[bytes]) -> bool:
     if not payloads:
         return True
     joined = _joined_if_plain(payloads)
-    if joined is None or _has_long_exponent(joined.translate(_EXPONENT_BYTES)):
+    if joined is None or _has_long_exponent(joined):
         return False
     try:
         joined.decode("utf-8")
@@ -475,16 +475,21 @@ def _joined_if_plain(payloads: list[bytes]) -> bytes | None:
 _RAW_VALUES = msgspec.json.Decoder(list[msgspec.Raw])
 """Reads a JSON array into its values' raw bytes: validates without making documents."""
 
-_EXPONENT_BYTES = bytes(
-    48 if 48 <= b <= 57 else 101 if b in b"eE" else 43 if b in b"+-" else 32 for b in range(256)
-)
-"""Digits to ``0``, ``e``/``E`` to ``e``, signs to ``+``, the rest to spaces."""
+_EXPONENT_BYTES = bytes(48 if 48 <= b <= 57 else 101 if b in b"eE" else 32 for b in range(256))
+"""Digits to ``0``, ``e``/``E`` to ``e``, the rest to spaces (signs are deleted)."""
 
 
-def _has_long_exponent(mapped: bytes) -> bool:
-    """Whether an exponent of three digits or more is in ``mapped`` (:data:`_EXPONENT_BYTES`),
-    one orjson may refuse ("number is infinity when parsed as double")."""
-    return b"e000" in mapped or b"e+000" in mapped
+def _has_long_exponent(joined: bytes) -> bool:
+    """Whether ``joined`` may hold an exponent of three digits or more, one orjson may
+    refuse ("number is infinity when parsed as double"). Signs are deleted, not mapped, so
+    ``e300``, ``e+300`` and ``e-300`` are all found by one search; a sign between an ``e``
+    and digits in a string (``one-123``) only makes a false alarm.
+
+    Example:
+        >>> [_has_long_exponent(t) for t in (b"1e+300", b"1E-300", b"2e30", b'"one-123"')]
+        [True, True, False, True]
+    """
+    return b"e000" in joined.translate(_EXPONENT_BYTES, b"+-")
 
 
 def loads_plain(payload: bytes | bytearray | memoryview | str) -> Any:
