@@ -720,6 +720,57 @@ def test_sink_normalizes_header_values_the_client_refuses(
     }
 
 
+def test_kafka_python_sink_partitions_keys_as_the_client_does(
+    kafka_bootstrap: str, unique_name: str
+) -> None:
+    """Keyed messages land where kafka-python's default partitioner puts them (the sink
+    computes it once per write); unkeyed ones are left to the client."""
+    from kafka.partitioner.default import DefaultPartitioner
+
+    out = f"keys-{unique_name}"
+    create_topic(kafka_bootstrap, out, 5)
+    svc = parse_config({"services": [kafka_service(kafka_bootstrap, "kafka-python")]}).services[0]
+    from mstream.providers import get_provider
+
+    spec = get_provider("kafka")
+    assert spec.sink is not None
+    sink = spec.sink(svc, StepConfig("kafka", out), StepContext("t", "sink"))
+    sink.open()
+    results: list[BaseException | None] = []
+    finished = threading.Event()
+
+    def done(error: BaseException | None) -> None:
+        results.append(error)
+        finished.set()
+
+    keys = [f"user-{i}".encode() for i in range(200)]
+    events = [Event(b'{"n": %d}' % i, "json", metadata={"key": k}) for i, k in enumerate(keys)]
+    events.append(Event(b'{"n": -1}', "json"))  # no key
+    try:
+        sink.write(Batch.of(events, batched=False), done)
+        assert finished.wait(30)
+    finally:
+        sink.close()
+    assert results == [None]
+    got = {r.key: r.partition for r in read_topic(kafka_bootstrap, out, len(events))}
+    assert len(got) == len(events)
+
+    class Cluster:  # what DefaultPartitioner reads of the client's metadata
+        def topics(self) -> set[str]:
+            return {out}
+
+        def partitions_for_topic(self, topic: str) -> set[int]:
+            return set(range(5))
+
+        available_partitions_for_topic = partitions_for_topic
+
+    client_would = DefaultPartitioner()
+    expected = {k: client_would.partition(out, k, k, None, None, Cluster()) for k in keys}
+    assert {k: got[k] for k in keys} == expected
+    assert len(set(expected.values())) == 5  # the keys spread over every partition
+    assert got[None] in range(5)
+
+
 def test_sink_rejects_an_oversized_event_alone(
     kafka_bootstrap: str, unique_name: str, client: str, tmp_path: Path
 ) -> None:

@@ -429,6 +429,11 @@ class KafkaPythonSink(KafkaSinkBase):
         per_event = self.one_per_event(batch)
         futures: list[Any] = []  # one per message; None where nothing was sent
         append = futures.append
+        try:
+            partition_of = self._partitioner()
+        except KafkaError as exc:  # what the first send would raise, after the same wait
+            countdown.fail(exc)
+            return
 
         def fail(i: int, error: BaseException) -> None:
             # one message per event: a broker refusal names the event, not the whole chunk
@@ -439,12 +444,13 @@ class KafkaPythonSink(KafkaSinkBase):
 
         for i, (value, key, headers) in enumerate(messages):
             try:
+                partition = None if key is None or partition_of is None else partition_of(key)
                 try:
-                    append(send(topic, value=value, key=key, headers=headers))
+                    append(send(topic, value, key, headers, partition))
                 except (AssertionError, TypeError):  # header pairs the client refuses
                     if not headers:
                         raise
-                    append(send(topic, value=value, key=key, headers=normal_headers(headers)))
+                    append(send(topic, value, key, normal_headers(headers), partition))
             except MessageSizeTooLargeError as exc:
                 reason = f"{self.what}: message too large: {exc}"
                 if per_event:  # only this event is dead-lettered; the others go on
@@ -457,6 +463,29 @@ class KafkaPythonSink(KafkaSinkBase):
                 countdown.fail(exc)
                 return
         settle_at_tail(futures, countdown, fail)
+
+    def _partitioner(self) -> Callable[[bytes], int] | None:
+        """The partition of a keyed message, as kafka-python's default partitioner picks it
+        (murmur2 of the key over the topic's partitions), computed with the partition list
+        read once per write: the client's own partitioner lists and sorts the topic's
+        partitions again for every message (~1 µs each). None when no partition is known
+        (the client then partitions).
+
+        Raises:
+            KafkaError: the topic's metadata did not arrive within ``max_block_ms``.
+        """
+        from kafka.partitioner.default import murmur2
+
+        known = self._producer.partitions_for(self.topic)
+        if not known:
+            return None
+        partitions = sorted(known)
+        count = len(partitions)
+
+        def partition_of(key: bytes) -> int:
+            return partitions[(murmur2(key) & 0x7FFFFFFF) % count]
+
+        return partition_of
 
     def _flush_within(self, seconds: float) -> bool:
         from kafka.errors import KafkaTimeoutError
