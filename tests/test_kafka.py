@@ -636,37 +636,53 @@ def test_seek_back_beyond_newest_starts_at_end(
     assert sorted(file_numbers(tmp_path / "out.jsonl")) == list(range(20, 25))
 
 
+class OpenSink:
+    """A Kafka sink opened on ``topic``; :meth:`write` sends events and awaits the outcome.
+
+    Every outcome its writes reported is kept in ``outcomes`` (each write must report
+    exactly once).
+    """
+
+    def __init__(self, bootstrap: str, client: str, topic: str, **service: Any) -> None:
+        from mstream.providers import get_provider
+
+        svc = parse_config({"services": [kafka_service(bootstrap, client, **service)]})
+        spec = get_provider("kafka")
+        assert spec.sink is not None
+        self.sink = spec.sink(svc.services[0], StepConfig("kafka", topic), StepContext("t", "sink"))
+        self.sink.open()
+        self.outcomes: list[BaseException | None] = []
+        self._settled = threading.Condition()
+
+    def write(self, events: list[Event], timeout: float = 30) -> BaseException | None:
+        """Write ``events`` as one batch; the outcome its ``done`` reported."""
+        before = len(self.outcomes)
+
+        def done(error: BaseException | None) -> None:
+            with self._settled:
+                self.outcomes.append(error)
+                self._settled.notify_all()
+
+        self.sink.write(Batch.of(events, batched=False), done)
+        with self._settled:
+            assert self._settled.wait_for(lambda: len(self.outcomes) > before, timeout)
+        return self.outcomes[before]
+
+    def close(self) -> None:
+        self.sink.close()
+
+
 def test_sink_reports_broker_rejection(kafka_bootstrap: str, unique_name: str, client: str) -> None:
     out = f"small-{unique_name}"
     create_topic(kafka_bootstrap, out, 1, {"max.message.bytes": "1000"})
-    svc = parse_config({"services": [kafka_service(kafka_bootstrap, client, retries=1)]}).services[
-        0
-    ]
-    from mstream.providers import get_provider
-
-    spec = get_provider("kafka")
-    assert spec.sink is not None
-    sink = spec.sink(svc, StepConfig("kafka", out), StepContext("t", "sink"))
-    sink.open()
-    results: list[BaseException | None] = []
-    finished = threading.Event()
-
-    def done(error: BaseException | None) -> None:
-        results.append(error)
-        finished.set()
-
+    sink = OpenSink(kafka_bootstrap, client, out, retries=1)
+    too_big = Event(b'{"pad": "' + b"x" * 5000 + b'"}', "json")
     try:
-        ok = Batch.of([Event(b'{"n": 1}', "json")], batched=False)
-        sink.write(ok, done)
-        assert finished.wait(30)
-        assert results == [None]
-        finished.clear()
-        too_big = Event(b'{"pad": "' + b"x" * 5000 + b'"}', "json")
-        mixed = Batch.of([Event(b'{"n": 2}', "json"), too_big], batched=False)
-        sink.write(mixed, done)
-        assert finished.wait(60)
+        assert sink.write([Event(b'{"n": 1}', "json")]) is None
+        sink.write([Event(b'{"n": 2}', "json"), too_big], timeout=60)
     finally:
         sink.close()
+    results = sink.outcomes
     # the broker refused a message for good: its event is rejected (to be dead-lettered),
     # not retried, and every other event is either delivered or rejected with it
     assert len(results) == 2 and isinstance(results[1], EventsRejectedError)
@@ -686,31 +702,17 @@ def test_sink_normalizes_header_values_the_client_refuses(
     """Headers built in code (str or null values) are sent as bytes; attributes as headers."""
     out = f"hdr-{unique_name}"
     create_topic(kafka_bootstrap, out, 1)
-    svc = parse_config({"services": [kafka_service(kafka_bootstrap, client)]}).services[0]
-    from mstream.providers import get_provider
-
-    spec = get_provider("kafka")
-    assert spec.sink is not None
-    sink = spec.sink(svc, StepConfig("kafka", out), StepContext("t", "sink"))
-    sink.open()
-    results: list[BaseException | None] = []
-    finished = threading.Event()
-
-    def done(error: BaseException | None) -> None:
-        results.append(error)
-        finished.set()
-
+    sink = OpenSink(kafka_bootstrap, client, out)
     events = [
         Event(b'{"n": 1}', "json", metadata={"headers": [("s", "text"), ("z", None)]}),
         Event(b'{"n": 2}', "json", metadata={"headers": (("t", b"tuple"),)}),
         Event(b'{"n": 3}', "json", attributes={"a": "attr", "b": 7}),  # type: ignore[dict-item]  # a non-str attribute, as library code may set
     ]
     try:
-        sink.write(Batch.of(events, batched=False), done)
-        assert finished.wait(30)
+        assert sink.write(events) is None
     finally:
         sink.close()
-    assert results == [None]
+    assert sink.outcomes == [None]
     got = {json.loads(r.value)["n"]: dict(r.headers) for r in read_topic(kafka_bootstrap, out, 3)}
     null = None if client == "confluent" else b""  # kafka-python cannot send a null value
     assert got == {
@@ -729,29 +731,15 @@ def test_kafka_python_sink_partitions_keys_as_the_client_does(
 
     out = f"keys-{unique_name}"
     create_topic(kafka_bootstrap, out, 5)
-    svc = parse_config({"services": [kafka_service(kafka_bootstrap, "kafka-python")]}).services[0]
-    from mstream.providers import get_provider
-
-    spec = get_provider("kafka")
-    assert spec.sink is not None
-    sink = spec.sink(svc, StepConfig("kafka", out), StepContext("t", "sink"))
-    sink.open()
-    results: list[BaseException | None] = []
-    finished = threading.Event()
-
-    def done(error: BaseException | None) -> None:
-        results.append(error)
-        finished.set()
-
+    sink = OpenSink(kafka_bootstrap, "kafka-python", out)
     keys = [f"user-{i}".encode() for i in range(200)]
     events = [Event(b'{"n": %d}' % i, "json", metadata={"key": k}) for i, k in enumerate(keys)]
     events.append(Event(b'{"n": -1}', "json"))  # no key
     try:
-        sink.write(Batch.of(events, batched=False), done)
-        assert finished.wait(30)
+        assert sink.write(events) is None
     finally:
         sink.close()
-    assert results == [None]
+    assert sink.outcomes == [None]
     got = {r.key: r.partition for r in read_topic(kafka_bootstrap, out, len(events))}
     assert len(got) == len(events)
 
